@@ -1,0 +1,23 @@
+"""dmdlib: an executable reproduction of "Why Are DMD Students Lazy?" (Li et al., 2026).
+
+The ground layer (schedule, sampler, preconditioning, networks, data), the
+training layer (EDM teacher, DMD) and the analysis layer (Delta_E, plots).
+Names follow the paper: ``phi_k``, ``pairing_inefficiency`` (Delta_E),
+``sigma_max``.
+"""
+from .analytic import GaussianDenoiser, gaussian_flow_map
+from .constructions import deformed_circle_teacher, rotation_student
+from .data import TOY_DATASETS, sample_toy
+from .dmd import DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss
+from .metrics import (delta_e, delta_e_bootstrap, optimal_assignment, pair_distances, pairing_inefficiency,
+                      pca_projection, squared_distances, transport_energies)
+from .nets import MLPNet
+from .precond import EDMPrecond, edm_coefficients, edm_loss
+from .presets import PRESET_NAMES, DMDConfig, TeacherConfig, ToyPreset, get_preset
+from .runs import (ConfigMismatchError, NonFiniteLossError, Stopwatch, hardware_info, load_checkpoint,
+                   resolve_device, write_json)
+from .sampler import heun_sample, phi_k
+from .schedule import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, band_indices, karras_sigmas, karras_table
+from .teacher import TeacherResult, load_snapshot, train_teacher
+
+__version__ = "0.1.0"

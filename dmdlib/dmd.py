@@ -1,0 +1,235 @@
+"""Distribution Matching Distillation (Yin et al. 2024a,b; paper section 2.2, appendix D).
+
+Three networks share the teacher's architecture:
+
+* the teacher ("real score") D_real, frozen;
+* the fake score D_fake, initialised from the teacher and trained every
+  iteration with the denoising loss on sg(G(z)) + sigma eps, sigma uniform over
+  a 1000-entry Karras table, weight 1/sigma^2 + 1/sigma_data^2;
+* the one-step generator G(z) = D_G(sigma_max z, sigma_max), initialised from
+  the teacher (so G = Phi_1 at the start) and updated when
+  ``iteration % gen_every == 0`` (the 1:5 schedule) with the DM gradient of
+  paper Eq. 3 in DMD2's normalised form:
+
+      x_t = x + sigma eps,  sigma from the table's [2%, 98%] index band,
+      grad = (D_fake(x_t) - D_real(x_t)) / mean_pixels |x - D_real(x_t)|,
+      L_DM = 0.5 ||x - sg(x - grad)||^2  (averaged over all entries),
+
+  whose gradient with respect to x is ``grad`` / (number of entries).
+
+Both networks use AdamW (betas 0.9/0.999, weight decay 0.01) with a linear
+warm-up over each optimizer's first ``warmup_steps`` steps, and gradient-norm
+clipping. Further generator terms (a GAN or a regression loss) add to
+``generator_losses``'s dictionary; the DM term alone is the paper's setting.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .presets import DMDConfig
+from .precond import denoising_weight
+from .runs import (NonFiniteLossError, atomic_torch_save, load_checkpoint, make_generator,
+                   prepare_run_dir, resolve_device)
+from .schedule import SIGMA_MAX, band_indices, karras_table
+
+
+class OneStepGenerator(nn.Module):
+    """G(z) = D(sigma_max z, sigma_max): a denoiser used as a one-step generator."""
+
+    def __init__(self, denoiser: nn.Module, sigma_max: float = SIGMA_MAX):
+        super().__init__()
+        self.denoiser = denoiser
+        self.sigma_max = float(sigma_max)
+
+    def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        sigma = torch.full((z.shape[0],), self.sigma_max, device=z.device, dtype=torch.float32)
+        return self.denoiser(self.sigma_max * z, sigma, labels)
+
+
+def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def dm_gradient(x: torch.Tensor, fake: nn.Module, real: nn.Module, sigma: torch.Tensor,
+                eps: torch.Tensor, labels=None) -> torch.Tensor:
+    """The normalised DM gradient (D_fake(x_t) - D_real(x_t)) / mean|x - D_real(x_t)| (no grad)."""
+    with torch.no_grad():
+        x = x.detach()
+        x_t = x + _bcast(sigma, x) * eps
+        d_fake = fake(x_t, sigma, labels)
+        d_real = real(x_t, sigma, labels)
+        norm = (x - d_real).abs().flatten(1).mean(1)
+        grad = (d_fake - d_real) / _bcast(norm, x)
+        return torch.nan_to_num(grad)
+
+
+def dm_loss(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """0.5 ||x - sg(x - grad)||^2 averaged over all entries: d/dx = grad / numel."""
+    return 0.5 * torch.nn.functional.mse_loss(x, (x - grad).detach(), reduction="mean")
+
+
+def fake_score_loss(fake: nn.Module, x: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor,
+                    sigma_data: float = 0.5, labels=None) -> torch.Tensor:
+    """Denoising loss of the fake score on x = sg(G(z)): mean of (1/sigma^2 + 1/sigma_data^2)|D(x+sigma eps) - x|^2."""
+    x = x.detach()
+    pred = fake(x + _bcast(sigma, x) * eps, sigma, labels)
+    return (_bcast(denoising_weight(sigma, sigma_data), x) * (pred - x) ** 2).mean()
+
+
+@dataclass
+class DMDResult:
+    generator: OneStepGenerator
+    fake: nn.Module
+    logs: dict = field(default_factory=dict)   # "dm" / "fake": {"iteration": [...], "value": [...]}, "eval": [...]
+    iterations: int = 0
+
+
+def state_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (identifies the teacher a run was distilled from)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _set_lr(opt, base, step, warmup):
+    for g in opt.param_groups:
+        g["lr"] = base * (min(step / warmup, 1.0) if warmup > 0 else 1.0)
+
+
+def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, seed: int = 0,
+            device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
+            eval_fn: Optional[Callable[[OneStepGenerator, int], dict]] = None,
+            sigma_data: float = 0.5, desc: str = "DMD") -> DMDResult:
+    """Distil ``teacher`` (a denoiser D(x, sigma)) into a one-step generator by DMD.
+
+    ``z_shape`` is the shape of one noise sample (e.g. ``(4,)`` or ``(1, 32, 32)``).
+    ``eval_fn(G, iteration)`` (optional) is called before the first iteration,
+    every ``cfg.eval_every`` iterations and at the end; it must not draw from
+    the run's random generator, and returns a dict of floats recorded in
+    ``logs["eval"]``. Checkpointing, resume, caching of finished runs and the
+    non-finite guard work as in :func:`dmdlib.teacher.train_teacher`.
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    real = teacher.to(dev).eval().requires_grad_(False)
+    gen = OneStepGenerator(copy.deepcopy(teacher).requires_grad_(True)).to(dev).train()
+    fake = copy.deepcopy(teacher).requires_grad_(True).to(dev).train()
+    opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    opt_f = torch.optim.AdamW(fake.parameters(), lr=cfg.lr_fake, betas=tuple(cfg.betas),
+                              weight_decay=cfg.weight_decay)
+    rng = make_generator(seed, dev)
+    table = karras_table(cfg.table_size).to(dev, torch.float32)
+    lo, hi = band_indices(cfg.table_size, *cfg.band)
+    logs = {"dm": {"iteration": [], "value": []}, "fake": {"iteration": [], "value": []}, "eval": []}
+    start, steps_g, steps_f = 0, 0, 0
+
+    if run_dir is not None:
+        run_dir = prepare_run_dir(run_dir, {"kind": "dmd", "seed": seed, "z_shape": list(z_shape),
+                                            "teacher": state_fingerprint(real), "config": asdict(cfg)})
+        final = run_dir / "result.pt"
+        path = final if final.exists() else run_dir / "checkpoint.pt"
+        if path.exists():
+            ck = load_checkpoint(path, map_location=dev)
+            gen.load_state_dict(ck["generator"])
+            fake.load_state_dict(ck["fake"])
+            if "opt_g" in ck:
+                opt_g.load_state_dict(ck["opt_g"])
+                opt_f.load_state_dict(ck["opt_f"])
+                rng.set_state(ck["rng"].to("cpu", torch.uint8))
+            start, steps_g, steps_f = int(ck["iteration"]), int(ck["steps_g"]), int(ck["steps_f"])
+            logs = ck["logs"]
+    result = DMDResult(gen, fake, logs, start)
+    if start >= cfg.iterations:
+        return result
+
+    def save(path, final=False):
+        state = {"generator": gen.state_dict(), "fake": fake.state_dict(), "iteration": result.iterations,
+                 "steps_g": steps_g, "steps_f": steps_f, "logs": logs}
+        if not final:
+            state.update(opt_g=opt_g.state_dict(), opt_f=opt_f.state_dict(), rng=rng.get_state())
+        atomic_torch_save(state, path)
+
+    def evaluate(it):
+        if eval_fn is not None and not any(e["iteration"] == it for e in logs["eval"]):
+            gen.eval()
+            out = {k: float(v) for k, v in eval_fn(gen, it).items()}
+            gen.train()
+            logs["eval"].append({"iteration": it, **out})
+
+    if start == 0:
+        evaluate(0)
+    win_dm, win_f = [], []
+    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
+    for it in range(start, cfg.iterations):
+        z = torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev)
+        if it % cfg.gen_every == 0:
+            # generator turn: DM gradient on x = G(z)
+            x = gen(z)
+            idx = torch.randint(lo, hi + 1, (cfg.batch_size,), generator=rng, device=dev)
+            eps = torch.randn(x.shape, generator=rng, device=dev)
+            grad = dm_gradient(x, fake, real, table[idx], eps)
+            losses = {"dm": dm_loss(x, grad)}
+            loss_g = sum(losses.values())
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
+            _set_lr(opt_g, cfg.lr, steps_g, cfg.warmup_steps)
+            opt_g.step()
+            steps_g += 1
+            win_dm.append(losses["dm"].detach())
+            x = x.detach()
+        else:
+            with torch.no_grad():
+                x = gen(z)
+        # fake-score turn (every iteration) on the pre-update sample sg(G(z))
+        idx = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
+        eps = torch.randn(x.shape, generator=rng, device=dev)
+        loss_f = fake_score_loss(fake, x, table[idx], eps, sigma_data)
+        opt_f.zero_grad(set_to_none=True)
+        loss_f.backward()
+        torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)
+        _set_lr(opt_f, cfg.lr_fake, steps_f, cfg.warmup_steps)
+        opt_f.step()
+        steps_f += 1
+        win_f.append(loss_f.detach())
+        result.iterations = n = it + 1
+        bar.update(1)
+
+        if n % cfg.log_every == 0 or n == cfg.iterations:
+            vals = {"dm": torch.stack(win_dm).mean().item() if win_dm else None,
+                    "fake": torch.stack(win_f).mean().item()}
+            for k, v in vals.items():
+                if v is not None and not torch.isfinite(torch.tensor(v)):
+                    bar.close()
+                    raise NonFiniteLossError(
+                        f"{desc}: non-finite {k} loss ({v}) in iterations {n - len(win_f) + 1}-{n}; stopped. "
+                        "The last good checkpoint is kept" + (f" in {run_dir}" if run_dir else "")
+                        + "; lower the learning rates or check the teacher.")
+                if v is not None:
+                    logs[k]["iteration"].append(n)
+                    logs[k]["value"].append(v)
+            win_dm, win_f = [], []
+            bar.set_postfix(dm=f"{vals['dm'] or float('nan'):.3g}", fake=f"{vals['fake']:.3g}")
+        if cfg.eval_every and (n % cfg.eval_every == 0 or n == cfg.iterations):
+            evaluate(n)
+        if run_dir is not None and (n % cfg.checkpoint_every == 0) and n < cfg.iterations:
+            save(run_dir / "checkpoint.pt")
+        if stop_after is not None and n - start >= stop_after:
+            break
+    bar.close()
+    if result.iterations >= cfg.iterations:
+        if eval_fn is not None:
+            evaluate(cfg.iterations)
+        if run_dir is not None:
+            save(run_dir / "result.pt", final=True)
+            (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return result

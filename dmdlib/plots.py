@@ -1,0 +1,132 @@
+"""Figure helpers for the paper's plots (matplotlib only; each returns the figure)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .metrics import _as_2d_float64, optimal_assignment, pair_distances, squared_distances
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def seed_colors(z, cmap: str = "hsv") -> np.ndarray:
+    """One RGBA colour per noise seed, from the angle of its first two coordinates.
+
+    Nearby seeds get nearby colours, so a continuous map keeps colours
+    together and a remapping shows as colours moving between regions.
+    """
+    z = _as_2d_float64(z, "z")
+    ang = (np.arctan2(z[:, 1], z[:, 0]) + np.pi) / (2 * np.pi)
+    return _plt().get_cmap(cmap)(ang)
+
+
+def plot_pairing_panels(z, phi_8, phi_1, g, colors=None, title: Optional[str] = None,
+                        dims: Sequence[int] = (0, 1), lim: Optional[float] = None, s: float = 3.0):
+    """Paper Fig. 2 / 5: z, Phi_8(z), Phi_1(z), G(z) side by side, coloured by seed."""
+    plt = _plt()
+    colors = seed_colors(z) if colors is None else colors
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    names = ["noise $z$", r"teacher $\Phi_8(z)$", r"teacher $\Phi_1(z)$", r"student $G(z)$"]
+    for ax, data, name in zip(axes, (z, phi_8, phi_1, g), names):
+        d = _as_2d_float64(data, name)
+        ax.scatter(d[:, dims[0]], d[:, dims[1]], c=colors, s=s, linewidths=0)
+        ax.set_title(name)
+        ax.set_aspect("equal")
+        if lim is not None and name != "noise $z$":
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_distance_heatmap(teacher, student, n: int = 100, ax=None, title: Optional[str] = None):
+    """Paper Fig. 3 / 10: ||Phi_K(z_i) - G(z_j)||^2 for the first n seeds, OT matches boxed in red.
+
+    The diagonal is the DMD pairing (DT); the red boxes are the optimal
+    one-to-one pairing of the same n points (OT). Copying puts the boxes on
+    the diagonal.
+    """
+    from matplotlib.patches import Rectangle
+
+    plt = _plt()
+    t, s = _as_2d_float64(teacher, "teacher")[:n], _as_2d_float64(student, "student")[:n]
+    m = squared_distances(t, s)
+    perm = optimal_assignment(t, s)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 4.4))
+    else:
+        fig = ax.figure
+    im = ax.imshow(m, cmap="viridis", interpolation="nearest")
+    for i, j in enumerate(perm):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=0.8))
+    ax.set_xlabel("student index $j$")
+    ax.set_ylabel("teacher index $i$")
+    on_diag = float(np.mean(perm == np.arange(len(perm))))
+    ax.set_title(title or f"OT matches on the diagonal: {100 * on_diag:.0f}%")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=r"$\|\Phi_K(z_i) - G(z_j)\|^2$")
+    return fig
+
+
+def plot_copying_scatter(phi_1, phi_8, g, ax=None, title: Optional[str] = None, scale: float = 1.0):
+    """Paper Fig. 8 / 9: ||Phi_1 - Phi_8|| (x) against ||G - Phi_8|| (y), with the line y = x.
+
+    Points below the line are seeds where the student moved from Phi_1
+    towards the teacher's own target Phi_8(z) (copying).
+    """
+    plt = _plt()
+    x = pair_distances(phi_1, phi_8) * scale
+    y = pair_distances(g, phi_8) * scale
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    else:
+        fig = ax.figure
+    ax.scatter(x, y, s=3, alpha=0.5, linewidths=0)
+    top = float(max(x.max(), y.max())) * 1.05
+    ax.plot([0, top], [0, top], "r--", lw=1, label="$y = x$")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel(r"$\|\Phi_1(z) - \Phi_8(z)\|$")
+    ax.set_ylabel(r"$\|G(z) - \Phi_8(z)\|$")
+    ax.set_title(title or f"below the line: {100 * np.mean(y < x):.0f}% of seeds")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def plot_losses(logs: dict, ax=None, title: Optional[str] = None):
+    """DM loss and fake-score loss over distillation (log scale), from ``DMDResult.logs``."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+    else:
+        fig = ax.figure
+    ax.plot(logs["dm"]["iteration"], logs["dm"]["value"], label="DM loss (generator)")
+    ax.plot(logs["fake"]["iteration"], logs["fake"]["value"], label="fake-score loss", alpha=0.7)
+    ax.set_yscale("log")
+    ax.set_xlabel("DMD iteration")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_metric_along(evals: list, key: str = "delta_e", ax=None, label: Optional[str] = None,
+                      ylabel: str = r"$\Delta_E$"):
+    """A metric recorded by ``distill(eval_fn=...)`` against the DMD iteration."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+    else:
+        fig = ax.figure
+    it = [e["iteration"] for e in evals]
+    ax.plot(it, [e[key] for e in evals], marker="o", label=label)
+    ax.set_xlabel("DMD iteration")
+    ax.set_ylabel(ylabel)
+    return fig

@@ -1,0 +1,147 @@
+"""Every preset in one place: configurations for teacher training, DMD and each experiment.
+
+Three presets exist for every experiment:
+
+* ``smoke``: seconds on a CPU; exercises every code path (used by CI);
+* ``quick``: minutes on a 2-core CPU; shows the effect where it can, with
+  the deviations from the paper listed in the preset's ``notes``;
+* ``paper``: the paper's settings (GPU).
+
+Configurations are frozen dataclasses; ``dataclasses.replace`` derives
+variants. Nothing else in dmdlib or the notebooks hard-codes a setting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+PRESET_NAMES = ("smoke", "quick", "paper")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """EDM teacher training (Karras et al. 2022; EDM's training-loop defaults)."""
+    iterations: int = 10_000            # optimizer steps
+    batch_size: int = 512
+    lr: float = 1e-4                    # Adam, betas (0.9, 0.999), eps 1e-8
+    lr_rampup_kimg: float = 10_000.0    # linear lr ramp over this many thousand images (0 = off)
+    ema_halflife_kimg: float = 500.0    # EMA half-life in thousands of images
+    ema_rampup_ratio: Optional[float] = 0.05  # half-life <= ratio x images seen (None = off)
+    p_mean: float = -1.2                # ln(sigma) ~ N(p_mean, p_std^2)
+    p_std: float = 1.2
+    sigma_data: float = 0.5
+    progress_unit: str = "iter"         # unit of `snapshots`: "iter" or "kimg"
+    snapshots: tuple = ()               # training progress at which the EMA weights are kept
+    checkpoint_every: int = 1000        # iterations between resumable checkpoints
+    log_every: int = 100                # iterations per logged mean loss
+
+    def __post_init__(self):
+        _positive(self, "iterations", "batch_size", "checkpoint_every", "log_every")
+        if self.progress_unit not in ("iter", "kimg"):
+            raise ValueError(f"progress_unit must be 'iter' or 'kimg', got {self.progress_unit!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        _multiple(self)
+
+
+@dataclass(frozen=True)
+class DMDConfig:
+    """Distribution Matching Distillation as in ../REFERENCE (DMD2 code base, no GAN/regression)."""
+    iterations: int = 50_000            # fake-score updates; the generator is updated 1 in `gen_every`
+    batch_size: int = 32
+    lr: float = 2e-6                    # generator AdamW learning rate
+    lr_fake: float = 2e-6               # fake-score AdamW learning rate
+    betas: tuple = (0.9, 0.999)
+    weight_decay: float = 0.01
+    warmup_steps: int = 500             # linear warm-up, counted in each optimizer's own steps
+    grad_clip: float = 10.0             # gradient-norm clipping
+    gen_every: int = 5                  # generator update when iteration % gen_every == 0
+    table_size: int = 1000              # Karras table from which sigma is drawn
+    band: tuple = (0.02, 0.98)          # index band of the table for the DM gradient
+    checkpoint_every: int = 1000
+    log_every: int = 50                 # iterations per logged mean loss
+    eval_every: int = 0                 # iterations between evaluations along distillation (0 = off)
+
+    def __post_init__(self):
+        _positive(self, "iterations", "batch_size", "gen_every", "table_size", "checkpoint_every",
+                  "log_every")
+        if self.warmup_steps < 0 or self.eval_every < 0:
+            raise ValueError("warmup_steps and eval_every must be >= 0")
+        if not (self.lr > 0 and self.lr_fake > 0):
+            raise ValueError(f"lr and lr_fake must be > 0, got {self.lr}, {self.lr_fake}")
+        if not (0.0 <= self.band[0] < self.band[1] <= 1.0):
+            raise ValueError(f"band must satisfy 0 <= lo < hi <= 1, got {self.band}")
+        _multiple(self)
+
+
+@dataclass(frozen=True)
+class ToyPreset:
+    """Notebook 01: low-dimensional remapping."""
+    name: str
+    datasets: tuple = ("chessboard", "moons", "gaussian_mixture")
+    dim: int = 4                        # ambient dimension (structure in the first two coordinates)
+    width: int = 384                    # MLP: 5 hidden layers of width 384, 32 Fourier features
+    depth: int = 5
+    fourier_dim: int = 32
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    k: int = 8                          # Phi_K steps (paper: K = 8 everywhere)
+    n_eval: int = 1000                  # N for Delta_E (paper: 1000)
+    n_heatmap: int = 100                # samples in the distance heatmap
+    n_boot: int = 200                   # bootstrap replicates for the Delta_E interval
+    notes: str = ""                     # deviations from the paper, shown in the notebook
+
+
+def _positive(cfg, *names):
+    for n in names:
+        v = getattr(cfg, n)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{type(cfg).__name__}.{n} must be an integer >= 1, got {v!r}")
+
+
+def _multiple(cfg):
+    # logs are closed at every checkpoint, so a resumed run logs exactly what an uninterrupted one does
+    if cfg.checkpoint_every % cfg.log_every:
+        raise ValueError(f"{type(cfg).__name__}.checkpoint_every ({cfg.checkpoint_every}) must be a multiple "
+                         f"of log_every ({cfg.log_every})")
+
+
+TOY_PRESETS = {
+    "smoke": ToyPreset(
+        name="smoke", width=64, depth=2,
+        teacher=TeacherConfig(iterations=150, batch_size=256, lr=1e-3, lr_rampup_kimg=0.0,
+                              ema_halflife_kimg=5.0, checkpoint_every=50, log_every=10),
+        dmd=DMDConfig(iterations=100, batch_size=256, lr=1e-4, lr_fake=1e-4, warmup_steps=10,
+                      checkpoint_every=50, log_every=10, eval_every=50),
+        n_eval=200, n_heatmap=40, n_boot=20,
+        notes="smoke: a tiny MLP (2 x 64) and a few hundred steps; numbers are meaningless."),
+    "quick": ToyPreset(
+        name="quick",
+        teacher=TeacherConfig(iterations=3000, batch_size=512, lr=1e-3, lr_rampup_kimg=0.0,
+                              ema_halflife_kimg=50.0, checkpoint_every=500, log_every=50),
+        dmd=DMDConfig(iterations=10_000, batch_size=512, lr=1e-4, lr_fake=1e-4, warmup_steps=500,
+                      checkpoint_every=1000, log_every=50, eval_every=1000),
+        notes=("quick: learning rates raised to 1e-3 (teacher) and 1e-4 (DMD, both networks) from the "
+               "paper's 1e-4 / 2e-6, no teacher lr ramp-up, EMA half-life 50 kimg, 3000 teacher "
+               "and 10,000 DMD iterations (2000 generator updates), so that the run fits in "
+               "minutes on a 2-core CPU.")),
+    "paper": ToyPreset(
+        name="paper",
+        teacher=TeacherConfig(iterations=50_000, batch_size=512, lr=1e-4, checkpoint_every=5000,
+                              log_every=100),
+        dmd=DMDConfig(iterations=50_000, batch_size=512, lr=2e-6, lr_fake=2e-6, warmup_steps=500,
+                      checkpoint_every=5000, log_every=100, eval_every=5000),
+        notes=("paper: DMD with the paper's settings (AdamW lr 2e-6, wd 0.01, 500-step warm-up, "
+               "batch 512, 50k iterations). The toy teacher's training length is not stated in "
+               "the paper; we train it with EDM's defaults for 50k iterations at batch 512.")),
+}
+
+
+def get_preset(experiment: str, preset: str):
+    """The preset ``preset`` of ``experiment`` ('toy'), with a clear error for unknown names."""
+    table = {"toy": TOY_PRESETS}
+    if experiment not in table:
+        raise ValueError(f"unknown experiment {experiment!r}; allowed: {sorted(table)}")
+    if preset not in table[experiment]:
+        raise ValueError(f"unknown preset {preset!r}; allowed: {list(table[experiment])}")
+    return table[experiment][preset]

@@ -1,0 +1,164 @@
+"""Run directories: atomic writes, checkpoints that resume bit-exactly, run information.
+
+A run directory holds ``config.json`` (the configuration that produced it),
+``checkpoint.pt`` (the latest training state, replaced atomically), and
+whatever the run writes at the end (snapshots, ``result.pt``, loss logs).
+Checkpoints hold only tensors and plain Python values, so they load with
+``torch.load(..., weights_only=True)``; nothing in dmdlib unpickles
+arbitrary objects.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+ALLOWED_DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/inf; the run stopped and its last good checkpoint was kept."""
+
+
+class ConfigMismatchError(RuntimeError):
+    """A run directory holds a run made with a different configuration."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'. Validates the name."""
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string: {ALLOWED_DEVICES}; got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but no CUDA GPU is visible; use 'cpu' or 'auto'")
+        return torch.device(device)
+    raise ValueError(f"unknown device {device!r}; allowed: {ALLOWED_DEVICES}")
+
+
+def make_generator(seed: int, device) -> torch.Generator:
+    """A torch.Generator on ``device`` seeded with ``seed`` (the only source of randomness of a run)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    g = torch.Generator(device=torch.device(device))
+    g.manual_seed(seed)
+    return g
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path) -> None:
+    """torch.save to a temporary file, then atomically replace ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a dmdlib checkpoint with ``weights_only=True`` (tensors and plain values only)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def write_json(path, obj: Any) -> None:
+    """Atomically write ``obj`` (dataclasses, tensors and numpy scalars allowed) as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(_jsonable(obj), indent=2, allow_nan=True) + "\n").encode())
+
+
+def prepare_run_dir(run_dir, config: dict) -> Path:
+    """Create ``run_dir`` and record ``config``; refuse to mix runs with different configurations."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.json"
+    config = _jsonable(config)
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if old != config:
+            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            raise ConfigMismatchError(
+                f"run directory {run_dir} holds a run with a different configuration "
+                f"(differs in: {', '.join(diff)}); choose another output_dir or delete the folder")
+    else:
+        write_json(cfg_path, config)
+    return run_dir
+
+
+def hardware_info(device=None) -> dict:
+    """Host, CPU count, torch version and GPU name, for printing and for metrics.json."""
+    dev = torch.device(device) if device is not None else None
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": str(dev) if dev is not None else None}
+    if dev is not None and dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
+
+
+class Stopwatch:
+    """Wall time since construction, in seconds."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def capture_rng(generator: torch.Generator) -> torch.Tensor:
+    return generator.get_state()
+
+
+def restore_rng(generator: torch.Generator, state: Optional[torch.Tensor]) -> None:
+    if state is not None:
+        generator.set_state(state.to("cpu", torch.uint8))

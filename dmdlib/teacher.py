@@ -1,0 +1,198 @@
+"""EDM teacher training with an EMA teacher (Karras et al. 2022, training/training_loop.py defaults).
+
+Per iteration: a batch y ~ p_data, the EDM loss (:func:`dmdlib.precond.edm_loss`)
+summed over coordinates and averaged over the batch, Adam with a linear
+learning-rate ramp-up over ``lr_rampup_kimg`` thousand images, and an EMA of
+the weights with half-life ``min(ema_halflife_kimg, ema_rampup_ratio x
+images seen)``. The EMA network is the teacher.
+
+Training progress is counted both in iterations and in kimg (thousands of
+training images, EDM's unit); ``TeacherConfig.progress_unit`` says which one
+the snapshot names use. Snapshots are the EMA weights, saved atomically as
+``snapshots/teacher-<progress><unit>.pt``.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from .precond import edm_loss
+from .presets import TeacherConfig
+from .runs import (NonFiniteLossError, atomic_torch_save, load_checkpoint, make_generator,
+                   prepare_run_dir, resolve_device)
+
+DataFn = Callable[[int, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TeacherState:
+    """What one training iteration leaves behind (yielded by :func:`teacher_steps`)."""
+    iteration: int          # iterations completed
+    kimg: float             # thousands of images seen
+    loss: torch.Tensor      # this iteration's mean loss (a device scalar: no host sync)
+
+
+@dataclass
+class TeacherResult:
+    denoiser: nn.Module     # the raw (non-EMA) weights
+    ema: nn.Module          # the teacher
+    losses: list = field(default_factory=list)       # mean loss per `log_every` iterations
+    loss_iterations: list = field(default_factory=list)
+    snapshots: dict = field(default_factory=dict)    # progress value -> path
+    unit: str = "iter"
+    iterations: int = 0
+    kimg: float = 0.0
+
+
+def progress(iteration: int, cfg: TeacherConfig) -> float:
+    """Training progress after ``iteration`` iterations in the config's unit."""
+    return float(iteration) if cfg.progress_unit == "iter" else iteration * cfg.batch_size / 1000.0
+
+
+def snapshot_name(value: float, unit: str) -> str:
+    v = int(value) if float(value).is_integer() else value
+    return f"teacher-{v}{unit}.pt"
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, cfg: TeacherConfig, nimg_before: int) -> None:
+    """EDM's EMA: beta = 0.5^(batch / half-life), half-life ramped by images seen."""
+    halflife = cfg.ema_halflife_kimg * 1000
+    if cfg.ema_rampup_ratio is not None:
+        halflife = min(halflife, nimg_before * cfg.ema_rampup_ratio)
+    beta = 0.5 ** (cfg.batch_size / max(halflife, 1e-8))
+    for p_ema, p in zip(ema.parameters(), net.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+
+
+def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
+                  data_fn: DataFn, cfg: TeacherConfig, generator: torch.Generator,
+                  start: int = 0) -> Iterator[TeacherState]:
+    """Train from iteration ``start`` to ``cfg.iterations``, yielding after every iteration."""
+    denoiser.train()
+    for it in range(start, cfg.iterations):
+        nimg = it * cfg.batch_size
+        y = data_fn(cfg.batch_size, generator)
+        loss = edm_loss(denoiser, y, generator, p_mean=cfg.p_mean, p_std=cfg.p_std,
+                        sigma_data=cfg.sigma_data)
+        loss = loss.sum() / cfg.batch_size
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        ramp = min(nimg / max(cfg.lr_rampup_kimg * 1000, 1e-8), 1.0) if cfg.lr_rampup_kimg > 0 else 1.0
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * ramp
+        for p in denoiser.parameters():
+            if p.grad is not None:
+                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+        optimizer.step()
+        ema_update(ema, denoiser, cfg, nimg)
+        yield TeacherState(it + 1, (nimg + cfg.batch_size) / 1000, loss.detach())
+
+
+def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
+                  run_dir=None, seed: int = 0, device="auto", progress_bar: bool = True,
+                  stop_after: Optional[int] = None, desc: str = "teacher") -> TeacherResult:
+    """Train an EDM teacher; resumable from ``run_dir/checkpoint.pt``.
+
+    ``data_fn(n, generator)`` returns a batch of n training samples on the
+    device, drawing randomness only from ``generator``. Every
+    ``cfg.checkpoint_every`` iterations the full state (weights, EMA, Adam,
+    RNG, logs) is written atomically, so a killed run restarted with the same
+    arguments ends with bit-identical weights (on CPU). A finished run is
+    loaded, not retrained. ``stop_after`` stops this call after that many
+    iterations (to simulate an interruption in tests). A non-finite loss
+    raises :class:`NonFiniteLossError` and leaves the last good checkpoint.
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    denoiser = denoiser.to(dev)
+    ema = copy.deepcopy(denoiser).eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    generator = make_generator(seed, dev)
+    res = TeacherResult(denoiser, ema, unit=cfg.progress_unit)
+    start = 0
+    run_dir = prepare_run_dir(run_dir, {"kind": "teacher", "seed": seed, "config": asdict(cfg)}) \
+        if run_dir is not None else None
+    if run_dir is not None:
+        final = run_dir / "result.pt"
+        ckpt_path = final if final.exists() else run_dir / "checkpoint.pt"
+        if ckpt_path.exists():
+            ck = load_checkpoint(ckpt_path, map_location=dev)
+            denoiser.load_state_dict(ck["denoiser"])
+            ema.load_state_dict(ck["ema"])
+            if "optimizer" in ck:
+                optimizer.load_state_dict(ck["optimizer"])
+                generator.set_state(ck["rng"].to("cpu", torch.uint8))
+            start = int(ck["iteration"])
+            res.losses, res.loss_iterations = list(ck["losses"]), list(ck["loss_iterations"])
+            res.snapshots = {float(k): str(run_dir / "snapshots" / snapshot_name(float(k), cfg.progress_unit))
+                             for k in ck["snapshots"]}
+    res.iterations, res.kimg = start, start * cfg.batch_size / 1000
+    if start >= cfg.iterations:
+        return res
+
+    def save(path, final=False):
+        state = {"denoiser": denoiser.state_dict(), "ema": ema.state_dict(), "iteration": res.iterations,
+                 "losses": res.losses, "loss_iterations": res.loss_iterations,
+                 "snapshots": sorted(res.snapshots)}
+        if not final:
+            state["optimizer"] = optimizer.state_dict()
+            state["rng"] = generator.get_state()
+        atomic_torch_save(state, path)
+
+    pending = set(float(s) for s in cfg.snapshots) - set(res.snapshots)
+    window = []
+    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
+    for st in teacher_steps(denoiser, ema, optimizer, data_fn, cfg, generator, start):
+        window.append(st.loss)
+        res.iterations, res.kimg = st.iteration, st.kimg
+        bar.update(1)
+        at_log = st.iteration % cfg.log_every == 0 or st.iteration == cfg.iterations
+        at_ckpt = st.iteration % cfg.checkpoint_every == 0 or st.iteration == cfg.iterations
+        done_snaps = [s for s in pending if progress(st.iteration, cfg) >= s]
+        if at_log or at_ckpt or done_snaps:
+            mean = torch.stack(window).mean().item()  # one host sync per log window
+            if not torch.isfinite(torch.tensor(mean)):
+                bar.close()
+                raise NonFiniteLossError(
+                    f"{desc}: non-finite EDM loss ({mean}) in iterations {st.iteration - len(window) + 1}-"
+                    f"{st.iteration}; stopped. The last good checkpoint is kept"
+                    + (f" in {run_dir}" if run_dir else "") + "; lower the learning rate or check the data.")
+            if at_log:
+                res.losses.append(mean)
+                res.loss_iterations.append(st.iteration)
+                window = []
+                bar.set_postfix(loss=f"{mean:.4f}")
+            if run_dir is not None:
+                for s in sorted(done_snaps):
+                    path = run_dir / "snapshots" / snapshot_name(s, cfg.progress_unit)
+                    atomic_torch_save({"ema": ema.state_dict(), "iteration": st.iteration, "kimg": st.kimg,
+                                       "unit": cfg.progress_unit, "progress": s}, path)
+                    res.snapshots[s] = str(path)
+                    pending.discard(s)
+                if at_ckpt:
+                    save(run_dir / "checkpoint.pt")
+            else:
+                for s in done_snaps:
+                    res.snapshots[s] = copy.deepcopy(ema.state_dict())
+                    pending.discard(s)
+        if stop_after is not None and st.iteration - start >= stop_after:
+            break
+    bar.close()
+    if run_dir is not None and res.iterations >= cfg.iterations:
+        save(run_dir / "result.pt", final=True)
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return res
+
+
+def load_snapshot(denoiser: nn.Module, path, map_location="cpu") -> nn.Module:
+    """Load EMA weights saved by :func:`train_teacher` into ``denoiser`` (weights_only load)."""
+    ck = load_checkpoint(path, map_location=map_location)
+    denoiser.load_state_dict(ck["ema"])
+    return denoiser
