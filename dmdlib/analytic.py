@@ -6,7 +6,7 @@ For p_data = N(mu, diag(s^2)) the noised marginal is N(mu, diag(s^2 + sigma^2)),
 * the probability-flow ODE dx/dsigma = (x - D)/sigma = sigma (x - mu)/(s^2 + sigma^2)
   has the solution (x(sigma) - mu) / sqrt(s^2 + sigma^2) = const, so the exact
   teacher map from x(sigma_max) = sigma_max z is
-  Phi_inf(z) = mu + s sigma_max z / sqrt(s^2 + sigma_max^2).
+  Phi_inf(z) = mu + s (sigma_max z - mu) / sqrt(s^2 + sigma_max^2).
 """
 from __future__ import annotations
 
@@ -35,4 +35,4 @@ def gaussian_flow_map(z, mean, std, sigma_max: float = SIGMA_MAX):
     """Exact Phi_inf(z) for N(mean, diag(std^2)), in float64."""
     mean = torch.as_tensor(mean, dtype=torch.float64)
     std = torch.as_tensor(std, dtype=torch.float64)
-    return mean + std * sigma_max * z.to(torch.float64) / torch.sqrt(std ** 2 + sigma_max ** 2)
+    return mean + std * (sigma_max * z.to(torch.float64) - mean) / torch.sqrt(std ** 2 + sigma_max ** 2)

@@ -119,8 +119,11 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     """
     from tqdm.auto import tqdm
 
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
+
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    real = teacher.to(dev).eval().requires_grad_(False)
+    real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's module is untouched
     gen = OneStepGenerator(copy.deepcopy(teacher).requires_grad_(True)).to(dev).train()
     fake = copy.deepcopy(teacher).requires_grad_(True).to(dev).train()
     opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)

@@ -50,7 +50,8 @@ class EDMPrecond(nn.Module):
             sigma = sigma.expand(x.shape[0])
         sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))
         c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
-        dtype = next(self.model.parameters()).dtype
+        p = next(self.model.parameters(), None)
+        dtype = p.dtype if p is not None else torch.float32
         f_x = self.model((c_in * x).to(dtype), c_noise.flatten(), labels)
         return c_skip * x + c_out * f_x.to(torch.float32)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import tempfile
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 ALLOWED_DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -103,16 +105,32 @@ def _jsonable(obj):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)  # "inf", "-inf", "nan": strict JSON has no non-finite numbers
     return obj
 
 
 def write_json(path, obj: Any) -> None:
-    """Atomically write ``obj`` (dataclasses, tensors and numpy scalars allowed) as indented JSON."""
-    atomic_write_bytes(path, (json.dumps(_jsonable(obj), indent=2, allow_nan=True) + "\n").encode())
+    """Atomically write ``obj`` as indented, strict JSON.
+
+    Dataclasses, tensors, numpy arrays and scalars are converted; non-finite
+    floats (e.g. Delta_E = inf) are written as the strings "inf", "-inf", "nan".
+    """
+    atomic_write_bytes(path, (json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n").encode())
+
+
+def _diff_keys(a, b, prefix="") -> list:
+    """Dotted names of the entries in which two nested dicts differ."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [prefix or "<root>"] if a != b else []
+    out = []
+    for k in sorted(set(a) | set(b)):
+        out += _diff_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+    return out
 
 
 def prepare_run_dir(run_dir, config: dict) -> Path:
@@ -124,7 +142,7 @@ def prepare_run_dir(run_dir, config: dict) -> Path:
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         if old != config:
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            diff = _diff_keys(old, config)
             raise ConfigMismatchError(
                 f"run directory {run_dir} holds a run with a different configuration "
                 f"(differs in: {', '.join(diff)}); choose another output_dir or delete the folder")

@@ -10,6 +10,8 @@ Two objects are used throughout the paper:
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 SIGMA_MIN = 0.002
@@ -19,7 +21,7 @@ SIGMA_DATA = 0.5
 
 
 def _check_schedule_args(num_steps, sigma_min, sigma_max, rho, name="num_steps"):
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {num_steps!r}")
     if not (0 < sigma_min < sigma_max):
         raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
@@ -36,6 +38,7 @@ def karras_sigmas(num_steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float
     tensor of length ``num_steps + 1``, descending, ending in 0.
     """
     _check_schedule_args(num_steps, sigma_min, sigma_max, rho)
+    num_steps = int(num_steps)
     i = torch.arange(num_steps, dtype=torch.float64)
     if num_steps == 1:
         sig = torch.tensor([float(sigma_max)], dtype=torch.float64)

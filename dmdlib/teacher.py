@@ -110,6 +110,9 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     """
     from tqdm.auto import tqdm
 
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
+
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     denoiser = denoiser.to(dev)
     ema = copy.deepcopy(denoiser).eval().requires_grad_(False)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-import dmdlib
 from dmdlib import TOY_DATASETS, sample_toy
 
 NAMES = ["chessboard", "moons", "gaussian_mixture"]

@@ -101,12 +101,13 @@ def test_write_json_failure_leaves_no_temp_and_keeps_old(tmp_path):
 
 
 def test_write_json_non_finite():
-    # Delta_E may be math.inf by convention; write_json keeps it (Python's JSON dialect)
+    # Delta_E may be math.inf by convention; write_json writes strict JSON, non-finite values as strings
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         write_json(os.path.join(d, "x.json"), {"delta_e": math.inf, "nan": float("nan")})
         back = json.loads(open(os.path.join(d, "x.json")).read())
-    assert back["delta_e"] == math.inf and math.isnan(back["nan"])
+    assert back == {"delta_e": "inf", "nan": "nan"}
+    assert float(back["delta_e"]) == math.inf
 
 
 def test_atomic_torch_save(tmp_path):
@@ -150,3 +151,8 @@ def test_hardware_info_and_stopwatch():
     assert info["device"] == "cpu" and info["torch"] == torch.__version__ and info["torch_threads"] >= 1
     sw = dmdlib.Stopwatch()
     assert sw() >= 0
+
+
+def test_write_json_numpy_arrays(tmp_path):
+    write_json(tmp_path / "a.json", {"one": np.array([1.0]), "many": np.array([[1, 2], [3, 4]])})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"one": [1.0], "many": [[1, 2], [3, 4]]}

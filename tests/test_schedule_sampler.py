@@ -1,5 +1,4 @@
 """Karras schedule, training table and the Heun sampler Phi_K."""
-import math
 
 import pytest
 import torch
@@ -200,11 +199,6 @@ def test_heun_matches_gaussian_flow_map_zero_mean(z64):
     assert rel_err(heun_sample(den, z64, 16), ref) > 1e-3  # and the test can tell
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG dmdlib/analytic.py:38: gaussian_flow_map returns mean + std*sigma_max*z/sqrt(std^2+sigma_max^2), "
-    "dropping the -mean in (sigma_max*z - mean); the exact map from x(sigma_max)=sigma_max*z is "
-    "mean + std*(sigma_max*z - mean)/sqrt(std^2+sigma_max^2). Off by std*mean/sqrt(std^2+sigma_max^2) "
-    "(~1% relative here) for non-zero means."))
 def test_gaussian_flow_map_nonzero_mean(z64):
     den = GaussianDenoiser(MEAN, STD)
     ref = gaussian_flow_map(z64, MEAN, STD)
