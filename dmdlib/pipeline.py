@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .data import TOY_DATASETS, sample_toy
+from .data import TOY_DATASETS, sample_toy, support_fraction
 from .dmd import DMDResult, distill
 from .metrics import delta_e_bootstrap, pairing_inefficiency, transport_energies
 from .nets import MLPNet
@@ -86,8 +86,10 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
                       progress_bar=progress_bar, eval_fn=eval_fn, desc=f"{dataset} DMD")
     with torch.no_grad():
         g = student.generator.eval()(z_dev).cpu()
+    data_gen = make_generator(20_000 + seed, "cpu")
     samples = {"phi_8": phi_8, "phi_1": phi_k(teacher.ema, z_dev, 1).cpu(), "g": g,
-               "data": sample_toy(dataset, p.n_eval, p.dim, generator=make_generator(20_000 + seed, "cpu"))}
+               "data": sample_toy(dataset, p.n_eval, p.dim, generator=data_gen)}
+    data_2 = sample_toy(dataset, p.n_eval, p.dim, generator=data_gen)
     e_dt, e_ot = transport_energies(phi_8, g)
     boot = delta_e_bootstrap(phi_8, g, n_boot=p.n_boot, seed=seed)
     e_dt1, e_ot1 = transport_energies(phi_8, samples["phi_1"])
@@ -95,5 +97,13 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
                "delta_e_ci": [boot["ci_low"], boot["ci_high"]], "ci_level": boot["level"],
                "n_eval": p.n_eval, "k": p.k, "phi_1_delta_e": pairing_inefficiency(phi_8, samples["phi_1"]),
                "phi_1_e_dt": e_dt1, "teacher_iterations": teacher.iterations, "dmd_iterations": student.iterations,
-               "teacher_final_loss": teacher.losses[-1] if teacher.losses else None}
+               "teacher_final_loss": teacher.losses[-1] if teacher.losses else None,
+               # distribution fit: squared W2 between empirical samples (E_OT of independent sets)
+               "w2sq_teacher_data": transport_energies(samples["data"], phi_8)[1],
+               "w2sq_student_data": transport_energies(samples["data"], g)[1],
+               "w2sq_data_data": transport_energies(samples["data"], data_2)[1],
+               # fraction of samples on the data set's support (1.0 for the data up to jitter)
+               "support_data": support_fraction(dataset, samples["data"]),
+               "support_teacher": support_fraction(dataset, phi_8),
+               "support_student": support_fraction(dataset, g)}
     return ToyRun(dataset, teacher, student, z, samples, metrics)

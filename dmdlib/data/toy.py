@@ -78,3 +78,35 @@ def sample_toy(name: str, n: int, dim: int = 4, generator: Optional[torch.Genera
     if name not in TOY_DATASETS:
         raise ValueError(f"unknown toy data set {name!r}; allowed: {sorted(TOY_DATASETS)}")
     return TOY_DATASETS[name](n, dim, generator=generator, device=device)
+
+
+def support_fraction(name: str, x: torch.Tensor) -> float:
+    """Fraction of samples on the support of the toy set ``name`` (a distribution-fit check).
+
+    chessboard: inside a black cell; moons: within 3 jitter stds of a moon arc;
+    gaussian_mixture: within 3 stds of a component mean in the first two
+    coordinates (98.9% of true samples). Only the first two coordinates count.
+    """
+    if name not in TOY_DATASETS:
+        raise ValueError(f"unknown toy data set {name!r}; allowed: {sorted(TOY_DATASETS)}")
+    xy = torch.as_tensor(x, dtype=torch.float64)[:, :2]
+    if name == "chessboard":
+        inside = (xy.abs() <= 2).all(1)
+        black = (xy.floor().sum(1) % 2) == 0
+        return float((inside & black).double().mean())
+    if name == "moons":
+        scale, noise = 1.5, 0.05
+        u = xy / scale + torch.tensor([0.5, 0.25], dtype=torch.float64)
+
+        def arc(v, upper):
+            r = v.norm(dim=1)
+            on = v[:, 1] >= 0 if upper else v[:, 1] <= 0
+            ends = torch.stack([(v - torch.tensor([s, 0.0], dtype=torch.float64)).norm(dim=1) for s in (-1.0, 1.0)])
+            return torch.where(on, (r - 1).abs(), ends.min(0).values)
+
+        d = torch.minimum(arc(u, True), arc(u - torch.tensor([1.0, 0.5], dtype=torch.float64), False)) * scale
+        return float((d <= 3 * noise).double().mean())
+    k = torch.arange(32, dtype=torch.float64) * 2 * math.pi / 32
+    means = 2.0 * torch.stack([k.cos(), k.sin()], dim=1)
+    d = torch.cdist(xy, means).min(1).values
+    return float((d <= 3 * 0.2).double().mean())

@@ -1,4 +1,5 @@
 """Raw networks F(x, noise_labels, class_labels); wrap them in :class:`dmdlib.EDMPrecond`."""
+from .adm import ADMUNet, load_edm_state_dict
 from .mlp import FourierFeatures, MLPNet
 
-__all__ = ["FourierFeatures", "MLPNet"]
+__all__ = ["ADMUNet", "FourierFeatures", "MLPNet", "load_edm_state_dict"]
