@@ -32,6 +32,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from . import accel
 from .presets import DMDConfig
 from .precond import denoising_weight
 from .runs import (NonFiniteLossError, atomic_torch_save, load_checkpoint, make_generator,
@@ -107,7 +108,7 @@ def _set_lr(opt, base, step, warmup):
 def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, seed: int = 0,
             device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
             eval_fn: Optional[Callable[[OneStepGenerator, int], dict]] = None,
-            sigma_data: float = 0.5, desc: str = "DMD") -> DMDResult:
+            sigma_data: float = 0.5, desc: str = "DMD", speed: Optional[accel.Speed] = None) -> DMDResult:
     """Distil ``teacher`` (a denoiser D(x, sigma)) into a one-step generator by DMD.
 
     ``z_shape`` is the shape of one noise sample (e.g. ``(4,)`` or ``(1, 32, 32)``).
@@ -126,9 +127,13 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's module is untouched
     gen = OneStepGenerator(copy.deepcopy(teacher).requires_grad_(True)).to(dev).train()
     fake = copy.deepcopy(teacher).requires_grad_(True).to(dev).train()
-    opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if speed is not None:
+        accel.set_tf32(speed.tf32)
+    okw = accel.optimizer_kwargs(dev, speed)
+    opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                              **okw)
     opt_f = torch.optim.AdamW(fake.parameters(), lr=cfg.lr_fake, betas=tuple(cfg.betas),
-                              weight_decay=cfg.weight_decay)
+                              weight_decay=cfg.weight_decay, **okw)
     rng = make_generator(seed, dev)
     table = karras_table(cfg.table_size).to(dev, torch.float32)
     lo, hi = band_indices(cfg.table_size, *cfg.band)
@@ -170,16 +175,21 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
 
     if start == 0:
         evaluate(0)
+    for m in (real, gen, fake):
+        accel.prepare(m, speed)
+    amp = lambda: accel.autocast(dev, speed)  # noqa: E731
     win_dm, win_f = [], []
     bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
     for it in range(start, cfg.iterations):
-        z = torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev)
+        z = accel.to_memory_format(torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev), speed)
         if it % cfg.gen_every == 0:
             # generator turn: DM gradient on x = G(z)
-            x = gen(z)
+            with amp():
+                x = gen(z).float()
             idx = torch.randint(lo, hi + 1, (cfg.batch_size,), generator=rng, device=dev)
             eps = torch.randn(x.shape, generator=rng, device=dev)
-            grad = dm_gradient(x, fake, real, table[idx], eps)
+            with amp():
+                grad = dm_gradient(x, fake, real, table[idx], eps).float()
             losses = {"dm": dm_loss(x, grad)}
             loss_g = sum(losses.values())
             opt_g.zero_grad(set_to_none=True)
@@ -191,12 +201,13 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             win_dm.append(losses["dm"].detach())
             x = x.detach()
         else:
-            with torch.no_grad():
-                x = gen(z)
+            with torch.no_grad(), amp():
+                x = gen(z).float()
         # fake-score turn (every iteration) on the pre-update sample sg(G(z))
         idx = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
         eps = torch.randn(x.shape, generator=rng, device=dev)
-        loss_f = fake_score_loss(fake, x, table[idx], eps, sigma_data)
+        with amp():
+            loss_f = fake_score_loss(fake, x, table[idx], eps, sigma_data).float()
         opt_f.zero_grad(set_to_none=True)
         loss_f.backward()
         torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)

@@ -107,3 +107,85 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
                "support_teacher": support_fraction(dataset, phi_8),
                "support_student": support_fraction(dataset, g)}
     return ToyRun(dataset, teacher, student, z, samples, metrics)
+
+
+# ----------------------------------------------------------------------------- MNIST (notebook 02)
+
+def mnist_denoiser(p) -> EDMPrecond:
+    """EDM-preconditioned ADM UNet with the preset's configuration."""
+    from .nets.adm import ADMUNet
+
+    return EDMPrecond(ADMUNet(**p.unet.kwargs()), sigma_data=p.teacher.sigma_data)
+
+
+def mnist_training_data(p, device) -> torch.Tensor:
+    """The training images in [-1, 1] on ``device`` (all 70,000 unless the preset takes a subset)."""
+    from .data.mnist import mnist_tensor
+
+    x, _ = mnist_tensor("cpu")
+    if p.data_subset:
+        x = x[:p.data_subset]
+    return x.to(device)
+
+
+def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
+                        progress_bar: bool = True) -> TeacherResult:
+    """Train (or resume, or reload) the unconditional MNIST teacher with its snapshots (kimg).
+
+    Mini-batches are drawn uniformly with replacement from the training images
+    with the run's generator (EDM draws shuffled epochs; for 70,000 images
+    the two are statistically indistinguishable over a run).
+    """
+    dev = resolve_device(device) if isinstance(device, str) else device
+    data = mnist_training_data(p, dev) if data is None else data
+    torch.manual_seed(seed)
+    net = mnist_denoiser(p)
+    n = data.shape[0]
+    data_fn = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]  # noqa: E731
+    return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / "teacher", seed=seed, device=dev,
+                         progress_bar=progress_bar, desc="MNIST teacher")
+
+
+def mnist_snapshot(p, teacher: TeacherResult, kimg: float, device="cpu") -> EDMPrecond:
+    """The EMA teacher saved at ``kimg`` thousand training images."""
+    from .teacher import load_snapshot
+
+    key = float(kimg)
+    if key not in teacher.snapshots:
+        raise ValueError(f"no teacher snapshot at {kimg} {teacher.unit}; available: "
+                         f"{sorted(teacher.snapshots)} ({teacher.unit})")
+    net = mnist_denoiser(p)
+    snap = teacher.snapshots[key]
+    if isinstance(snap, dict):
+        net.load_state_dict(snap)
+    else:
+        load_snapshot(net, snap)
+    return net.to(device).eval()
+
+
+def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="auto", eval_z=None,
+                  eval_phi_8=None, progress_bar: bool = True) -> DMDResult:
+    """Distil the snapshot ``teacher_net`` (taken at ``kimg``) with DMD; Delta_E recorded along the way."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    eval_fn = None
+    if eval_z is not None and eval_phi_8 is not None:
+        def eval_fn(gen, it):
+            with torch.no_grad():
+                g = torch.cat([gen(c.to(dev)).cpu() for c in eval_z.split(p.sample_batch)])
+            e_dt, e_ot = transport_energies(eval_phi_8, g)
+            return {"delta_e": pairing_inefficiency(eval_phi_8, g), "e_dt": e_dt, "e_ot": e_ot}
+    name = f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg"
+    return distill(teacher_net, (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution), p.dmd,
+                   run_dir=Path(runs_dir) / name, seed=seed, device=dev, progress_bar=progress_bar,
+                   eval_fn=eval_fn, desc=f"DMD from {kimg} kimg")
+
+
+@torch.no_grad()
+def sample_maps(teacher_net, z: torch.Tensor, ks=(1, 8), generator=None, batch: int = 250,
+                device="cpu") -> dict:
+    """{"phi_1": ..., "phi_8": ..., "g": ...} on the seeds ``z`` (CPU float32 results)."""
+    out = {f"phi_{k}": phi_k(teacher_net, z.to(device), k, batch_size=batch).cpu() for k in ks}
+    if generator is not None:
+        generator.eval()
+        out["g"] = torch.cat([generator(c.to(device)).cpu() for c in z.split(batch)])
+    return out

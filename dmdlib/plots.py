@@ -130,3 +130,54 @@ def plot_metric_along(evals: list, key: str = "delta_e", ax=None, label: Optiona
     ax.set_xlabel("DMD iteration")
     ax.set_ylabel(ylabel)
     return fig
+
+
+def plot_image_rows(rows: dict, n: int = 30, title: Optional[str] = None):
+    """Paper Fig. 1 (top) / 6: one row of n images per entry of ``rows`` ({label: [N, C, H, W] in [-1, 1]})."""
+    plt = _plt()
+    labels = list(rows)
+    imgs = [np.asarray(_as_np(rows[k])[:n]) for k in labels]
+    c, h, w = imgs[0].shape[1:]
+    fig, axes = plt.subplots(len(labels), 1, figsize=(n * 0.42, len(labels) * 0.5 + 0.3))
+    axes = np.atleast_1d(axes)
+    for ax, lab, im in zip(axes, labels, imgs):
+        strip = np.concatenate([np.pad(x, ((0, 0), (1, 1), (1, 1)), constant_values=1.0) for x in im], axis=2)
+        strip = (np.clip(strip, -1, 1) + 1) / 2
+        ax.imshow(strip[0] if c == 1 else strip.transpose(1, 2, 0), cmap="gray" if c == 1 else None,
+                  vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(lab, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(hspace=0.05, left=0.08, right=0.99, top=0.9 if title else 0.98, bottom=0.02)
+    return fig
+
+
+def _as_np(a):
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def plot_pca_triplets(phi_8, phi_1, g, title: Optional[str] = None, s: float = 3.0):
+    """Paper Fig. 1 (bottom) / 7: Phi_8, Phi_1 and G projected on the two leading PCs of Phi_8.
+
+    Each seed keeps one colour in all panels: the angle of its Phi_8 point in
+    the PC plane, so the teacher panel is a colour wheel and a student that
+    copies reproduces it.
+    """
+    from .metrics import pca_projection
+
+    plt = _plt()
+    p8, p1, pg = pca_projection(phi_8, phi_1, g, k=2)
+    colors = seed_colors(p8)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.9), sharex=True, sharey=True)
+    for ax, d, name in zip(axes, (p8, p1, pg),
+                           (r"teacher $\Phi_8(z)$", r"teacher $\Phi_1(z)$", r"student $G(z)$")):
+        ax.scatter(d[:, 0], d[:, 1], c=colors, s=s, linewidths=0)
+        ax.set_title(name)
+        ax.set_xlabel("PC 1 of $\\Phi_8$")
+    axes[0].set_ylabel("PC 2 of $\\Phi_8$")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

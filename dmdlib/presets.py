@@ -92,6 +92,45 @@ class ToyPreset:
     notes: str = ""                     # deviations from the paper, shown in the notebook
 
 
+@dataclass(frozen=True)
+class UNetConfig:
+    """ADM UNet hyper-parameters (EDM's DhariwalUNet argument names)."""
+    img_resolution: int = 32
+    in_channels: int = 1
+    out_channels: int = 1
+    label_dim: int = 0
+    model_channels: int = 64
+    channel_mult: tuple = (1, 2, 3, 4)
+    channel_mult_emb: int = 4
+    num_blocks: int = 3
+    attn_resolutions: tuple = (32, 16, 8)
+    dropout: float = 0.0
+
+    def kwargs(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["channel_mult"], d["attn_resolutions"] = list(self.channel_mult), list(self.attn_resolutions)
+        return d
+
+
+@dataclass(frozen=True)
+class MnistPreset:
+    """Notebook 02: high-dimensional copying on unconditional MNIST."""
+    name: str
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    teacher_kimg: float = 8192          # the snapshot distilled by default (kimg)
+    k: int = 8                          # Phi_K steps
+    n_eval: int = 1000                  # N for Delta_E
+    n_pca: int = 2000                   # triplets in the PCA figure
+    n_grid: int = 30                    # seeds in the image grid
+    n_heatmap: int = 100
+    n_boot: int = 200
+    sample_batch: int = 250             # batch for Phi_K evaluations
+    data_subset: int = 0                # use only the first n training images (0 = all 70,000)
+    notes: str = ""
+
+
 def _positive(cfg, *names):
     for n in names:
         v = getattr(cfg, n)
@@ -140,9 +179,50 @@ TOY_PRESETS = {
 }
 
 
+_MNIST_SNAPSHOTS = (1024, 2048, 3072, 4096, 6144, 8192)
+
+MNIST_PRESETS = {
+    "smoke": MnistPreset(
+        name="smoke",
+        unet=UNetConfig(model_channels=8, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(8,)),
+        teacher=TeacherConfig(iterations=16, batch_size=16, lr=1e-3, lr_rampup_kimg=0.0, ema_halflife_kimg=0.1,
+                              progress_unit="kimg", snapshots=(0.128, 0.256), checkpoint_every=8, log_every=4),
+        dmd=DMDConfig(iterations=10, batch_size=8, lr=1e-4, lr_fake=1e-4, warmup_steps=2, checkpoint_every=5,
+                      log_every=5, eval_every=5),
+        teacher_kimg=0.256, n_eval=64, n_pca=64, n_grid=8, n_heatmap=32, n_boot=10, sample_batch=64,
+        data_subset=2048,
+        notes="smoke: a tiny UNet and a handful of steps on 2048 images; every code path runs, numbers are meaningless."),
+    "quick": MnistPreset(
+        name="quick",
+        unet=UNetConfig(model_channels=16, channel_mult=(1, 2, 2), num_blocks=1, attn_resolutions=(8,)),
+        teacher=TeacherConfig(iterations=3000, batch_size=64, lr=1e-3, lr_rampup_kimg=0.0, ema_halflife_kimg=10.0,
+                              progress_unit="kimg", snapshots=(64, 128, 192), checkpoint_every=500, log_every=50),
+        dmd=DMDConfig(iterations=2000, batch_size=32, lr=1e-4, lr_fake=1e-4, warmup_steps=100,
+                      checkpoint_every=500, log_every=50, eval_every=500),
+        teacher_kimg=192, n_boot=100,
+        notes=("quick: a small ADM UNet (16 channels, mult [1,2,2], 1 block per resolution, attention at 8x8), "
+               "teacher 3000 iterations (192 kimg) at batch 64 with Adam lr 1e-3 and no ramp-up (EMA half-life "
+               "10 kimg); DMD 2000 iterations at batch 32 with AdamW lr 1e-4 for both networks and a 100-step "
+               "warm-up. Data, sampler, schedule (1:5, 2%-98% band), N = 1000 are the paper's.")),
+    "paper": MnistPreset(
+        name="paper",
+        unet=UNetConfig(),
+        teacher=TeacherConfig(iterations=8192 * 1000 // 64, batch_size=64, lr=1e-4, lr_rampup_kimg=10_000.0,
+                              ema_halflife_kimg=500.0, ema_rampup_ratio=0.05, progress_unit="kimg",
+                              snapshots=_MNIST_SNAPSHOTS, checkpoint_every=2000, log_every=100),
+        dmd=DMDConfig(iterations=50_000, batch_size=32, lr=2e-6, lr_fake=2e-6, warmup_steps=500,
+                      checkpoint_every=2000, log_every=100, eval_every=5000),
+        teacher_kimg=8192,
+        notes=("paper: the paper's MNIST settings: ADM UNet (64 channels, mult [1,2,3,4], 3 blocks, attention at "
+               "32/16/8; 31,118,593 parameters), EDM teacher at batch 64 with EDM's defaults (lr 1e-4 ramped over "
+               "10,000 kimg, EMA half-life 500 kimg) and snapshots at 1024-8192 kimg; DMD 50k iterations at batch "
+               "32, AdamW lr 2e-6, weight decay 0.01, 500-step warm-up.")),
+}
+
+
 def get_preset(experiment: str, preset: str):
-    """The preset ``preset`` of ``experiment`` ('toy'), with a clear error for unknown names."""
-    table = {"toy": TOY_PRESETS}
+    """The preset ``preset`` of ``experiment`` ('toy' or 'mnist'), with a clear error for unknown names."""
+    table = {"toy": TOY_PRESETS, "mnist": MNIST_PRESETS}
     if experiment not in table:
         raise ValueError(f"unknown experiment {experiment!r}; allowed: {sorted(table)}")
     if preset not in table[experiment]:

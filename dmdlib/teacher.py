@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch import nn
 
+from . import accel
 from .precond import edm_loss
 from .presets import TeacherConfig
 from .runs import (NonFiniteLossError, atomic_torch_save, load_checkpoint, make_generator,
@@ -66,21 +67,21 @@ def ema_update(ema: nn.Module, net: nn.Module, cfg: TeacherConfig, nimg_before: 
     if cfg.ema_rampup_ratio is not None:
         halflife = min(halflife, nimg_before * cfg.ema_rampup_ratio)
     beta = 0.5 ** (cfg.batch_size / max(halflife, 1e-8))
-    for p_ema, p in zip(ema.parameters(), net.parameters()):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in net.parameters()], 1.0 - beta)
 
 
 def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
                   data_fn: DataFn, cfg: TeacherConfig, generator: torch.Generator,
-                  start: int = 0) -> Iterator[TeacherState]:
+                  start: int = 0, speed: Optional[accel.Speed] = None) -> Iterator[TeacherState]:
     """Train from iteration ``start`` to ``cfg.iterations``, yielding after every iteration."""
     denoiser.train()
     for it in range(start, cfg.iterations):
         nimg = it * cfg.batch_size
-        y = data_fn(cfg.batch_size, generator)
-        loss = edm_loss(denoiser, y, generator, p_mean=cfg.p_mean, p_std=cfg.p_std,
-                        sigma_data=cfg.sigma_data)
-        loss = loss.sum() / cfg.batch_size
+        y = accel.to_memory_format(data_fn(cfg.batch_size, generator), speed)
+        with accel.autocast(y.device, speed):
+            loss = edm_loss(denoiser, y, generator, p_mean=cfg.p_mean, p_std=cfg.p_std,
+                            sigma_data=cfg.sigma_data)
+        loss = loss.float().sum() / cfg.batch_size
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         ramp = min(nimg / max(cfg.lr_rampup_kimg * 1000, 1e-8), 1.0) if cfg.lr_rampup_kimg > 0 else 1.0
@@ -96,7 +97,8 @@ def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Op
 
 def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
                   run_dir=None, seed: int = 0, device="auto", progress_bar: bool = True,
-                  stop_after: Optional[int] = None, desc: str = "teacher") -> TeacherResult:
+                  stop_after: Optional[int] = None, desc: str = "teacher",
+                  speed: Optional[accel.Speed] = None) -> TeacherResult:
     """Train an EDM teacher; resumable from ``run_dir/checkpoint.pt``.
 
     ``data_fn(n, generator)`` returns a batch of n training samples on the
@@ -116,7 +118,10 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     denoiser = denoiser.to(dev)
     ema = copy.deepcopy(denoiser).eval().requires_grad_(False)
-    optimizer = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    if speed is not None:
+        accel.set_tf32(speed.tf32)
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                 **accel.optimizer_kwargs(dev, speed))
     generator = make_generator(seed, dev)
     res = TeacherResult(denoiser, ema, unit=cfg.progress_unit)
     start = 0
@@ -152,7 +157,8 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     pending = set(float(s) for s in cfg.snapshots) - set(res.snapshots)
     window = []
     bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
-    for st in teacher_steps(denoiser, ema, optimizer, data_fn, cfg, generator, start):
+    accel.prepare(denoiser, speed)
+    for st in teacher_steps(denoiser, ema, optimizer, data_fn, cfg, generator, start, speed):
         window.append(st.loss)
         res.iterations, res.kimg = st.iteration, st.kimg
         bar.update(1)

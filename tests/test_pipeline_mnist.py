@@ -1,0 +1,86 @@
+"""MNIST pipeline, presets and the fast-path switches, on tiny synthetic images (no download)."""
+import dataclasses
+
+import pytest
+import torch
+
+import dmdlib
+from dmdlib import accel
+from dmdlib import pipeline as pl
+
+
+def tiny_preset():
+    p = dmdlib.get_preset("mnist", "smoke")
+    return dataclasses.replace(p, n_eval=16, n_pca=16, sample_batch=8)
+
+
+def test_mnist_presets_are_consistent():
+    for name in dmdlib.PRESET_NAMES:
+        p = dmdlib.get_preset("mnist", name)
+        assert float(p.teacher_kimg) in [float(s) for s in p.teacher.snapshots], name
+        assert p.teacher.progress_unit == "kimg"
+        last = p.teacher.iterations * p.teacher.batch_size / 1000
+        assert max(p.teacher.snapshots) <= last + 1e-9, f"{name}: a snapshot lies beyond the end of training"
+    paper = dmdlib.get_preset("mnist", "paper")
+    assert paper.teacher.iterations * paper.teacher.batch_size == 8192 * 1000
+    assert tuple(paper.teacher.snapshots) == (1024, 2048, 3072, 4096, 6144, 8192)
+    assert (paper.dmd.iterations, paper.dmd.batch_size, paper.dmd.lr, paper.dmd.gen_every) == (50_000, 32, 2e-6, 5)
+    assert (paper.unet.model_channels, tuple(paper.unet.channel_mult), paper.unet.num_blocks,
+            tuple(paper.unet.attn_resolutions)) == (64, (1, 2, 3, 4), 3, (32, 16, 8))
+
+
+def test_paper_unet_parameter_count():
+    p = dmdlib.get_preset("mnist", "paper")
+    with torch.device("meta"):
+        net = pl.mnist_denoiser(p)
+    assert sum(q.numel() for q in net.parameters()) == 31_118_593
+
+
+def test_mnist_pipeline_end_to_end_on_synthetic_images(tmp_path):
+    p = tiny_preset()
+    data = torch.rand(64, 1, 32, 32) * 2 - 1
+    teacher = pl.train_mnist_teacher(p, tmp_path, seed=0, device="cpu", data=data, progress_bar=False)
+    assert teacher.unit == "kimg"
+    assert sorted(teacher.snapshots) == sorted(float(s) for s in p.teacher.snapshots)
+    for path in teacher.snapshots.values():
+        assert "kimg" in str(path)
+    with pytest.raises(ValueError, match="available"):
+        pl.mnist_snapshot(p, teacher, 999.0)
+    net = pl.mnist_snapshot(p, teacher, p.teacher_kimg)
+    z = pl.eval_noise(p.n_eval, (1, 32, 32), 0)
+    phi_8 = dmdlib.phi_k(net, z, p.k, batch_size=p.sample_batch)
+    student = pl.distill_mnist(p, net, p.teacher_kimg, tmp_path, seed=0, device="cpu", eval_z=z,
+                               eval_phi_8=phi_8, progress_bar=False)
+    evals = student.logs["eval"]
+    assert [e["iteration"] for e in evals] == [0, 5, 10]
+    # at iteration 0 the student is Phi_1: its Delta_E against Phi_8 equals Phi_1's
+    phi_1 = dmdlib.phi_k(net, z, 1)
+    assert evals[0]["delta_e"] == pytest.approx(dmdlib.pairing_inefficiency(phi_8, phi_1), rel=1e-6)
+    s = pl.sample_maps(net, z, ks=(1, 8), generator=student.generator, batch=p.sample_batch)
+    assert set(s) == {"phi_1", "phi_8", "g"} and s["g"].shape == (p.n_eval, 1, 32, 32)
+    torch.testing.assert_close(s["phi_8"], phi_8)
+    # a second call reloads both runs instead of training
+    again = pl.train_mnist_teacher(p, tmp_path, seed=0, device="cpu", data=data, progress_bar=False)
+    assert again.iterations == teacher.iterations
+    for a, b in zip(again.ema.parameters(), teacher.ema.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_speed_switches_validate_and_keep_results_close(tmp_path):
+    with pytest.raises(ValueError, match="amp"):
+        accel.Speed(amp="int8")
+    assert isinstance(accel.autocast(torch.device("cpu"), None), type(accel.autocast(torch.device("cpu"), accel.REFERENCE)))
+    p = tiny_preset()
+    data = torch.rand(64, 1, 32, 32) * 2 - 1
+    # bf16 autocast + channels_last (no compile on CPU here) trains to nearby weights and keeps state_dict keys
+    cfg = dataclasses.replace(p.teacher, iterations=4, checkpoint_every=4, log_every=4, snapshots=())
+    fn = lambda n, g: data[torch.randint(0, 64, (n,), generator=g)]  # noqa: E731
+    res = {}
+    for name, sp in (("ref", accel.REFERENCE), ("fast", accel.Speed(amp="bf16", channels_last=True))):
+        torch.manual_seed(0)
+        net = pl.mnist_denoiser(p)
+        res[name] = dmdlib.train_teacher(net, fn, cfg, device="cpu", progress_bar=False, speed=sp)
+    a, b = res["ref"].ema.state_dict(), res["fast"].ema.state_dict()
+    assert a.keys() == b.keys()
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert 0 < diff < 5e-2
