@@ -12,7 +12,7 @@ from .data import TOY_DATASETS, sample_toy
 from .dmd import DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss
 from .metrics import (delta_e, delta_e_bootstrap, optimal_assignment, pair_distances, pairing_inefficiency,
                       pca_projection, squared_distances, transport_energies)
-from .nets import MLPNet
+from .nets import ADMUNet, MLPNet, load_edm_state_dict
 from .precond import EDMPrecond, edm_coefficients, edm_loss
 from .presets import PRESET_NAMES, DMDConfig, TeacherConfig, ToyPreset, get_preset
 from .runs import (ConfigMismatchError, NonFiniteLossError, Stopwatch, hardware_info, load_checkpoint,

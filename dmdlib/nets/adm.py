@@ -369,7 +369,7 @@ class ADMUNet(nn.Module):
         emb = F.silu(emb)
 
         skips = []
-        for name, layer in self.enc.items():
+        for layer in self.enc.values():
             x = layer(x) if isinstance(layer, Conv2d) else layer(x, emb)
             skips.append(x)
         for layer in self.dec.values():
@@ -403,10 +403,13 @@ def load_edm_state_dict(path, model: nn.Module, map_location="cpu") -> nn.Module
         raise TypeError(f"{path}: expected a flat state dict of tensors, got {type(state).__name__}")
 
     target = model.state_dict()
-    prefixed = lambda keys: len(keys) > 0 and all(k.startswith("model.") for k in keys)  # noqa: E731
-    if prefixed(list(target)) and not prefixed(list(state)):
+
+    def prefixed(keys) -> bool:
+        return len(keys) > 0 and all(k.startswith("model.") for k in keys)
+
+    if prefixed(target) and not prefixed(state):
         state = {"model." + k: v for k, v in state.items()}
-    elif prefixed(list(state)) and not prefixed(list(target)):
+    elif prefixed(state) and not prefixed(target):
         state = {k[len("model."):]: v for k, v in state.items()}
 
     missing = sorted(set(target) - set(state))
