@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import dmdlib
 from dmdlib import TOY_DATASETS, sample_toy
 
 NAMES = ["chessboard", "moons", "gaussian_mixture"]
@@ -119,3 +120,19 @@ def test_errors():
         sample_toy("moons", 2.0)
     with pytest.raises(ValueError, match="n must be"):
         sample_toy("moons", True)
+
+
+@pytest.mark.parametrize("name,floor", [("chessboard", 0.999), ("moons", 0.99), ("gaussian_mixture", 0.98)])
+def test_support_fraction_separates_data_from_noise(name, floor):
+    from dmdlib.data import support_fraction
+
+    g = torch.Generator().manual_seed(0)
+    assert support_fraction(name, dmdlib.sample_toy(name, 4000, 4, generator=g)) >= floor
+    assert support_fraction(name, 1.5 * torch.randn(4000, 4, generator=g)) < 0.5
+    # a sample shifted by half a cell lands on white cells / off the arcs / between the mixture means
+    shift = {"chessboard": torch.tensor([1.0, 0.0, 0, 0]), "moons": torch.tensor([0.0, 0.6, 0, 0]),
+             "gaussian_mixture": None}[name]
+    if shift is not None:
+        assert support_fraction(name, dmdlib.sample_toy(name, 4000, 4, generator=g) + shift) < 0.5
+    with pytest.raises(ValueError, match="allowed"):
+        support_fraction("spiral", torch.zeros(3, 4))
