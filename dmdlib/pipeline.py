@@ -17,7 +17,7 @@ from .metrics import delta_e_bootstrap, pairing_inefficiency, transport_energies
 from .nets import MLPNet
 from .precond import EDMPrecond
 from .presets import PRESET_NAMES, ToyPreset, get_preset
-from .runs import make_generator, resolve_device
+from .runs import config_tag, make_generator, resolve_device
 from .sampler import phi_k
 from .teacher import TeacherResult, train_teacher
 
@@ -67,10 +67,11 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
     p = get_preset("toy", preset) if isinstance(preset, str) else preset
     dev = resolve_device(device) if isinstance(device, str) else device
     root = Path(output_dir) / "runs" / dataset
+    t_tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, p.teacher, seed)
     torch.manual_seed(seed)  # network initialisation
     net = toy_denoiser(p)
     data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
-    teacher = train_teacher(net, data_fn, p.teacher, run_dir=root / "teacher", seed=seed, device=dev,
+    teacher = train_teacher(net, data_fn, p.teacher, run_dir=root / f"teacher-{t_tag}", seed=seed, device=dev,
                             progress_bar=progress_bar, desc=f"{dataset} teacher")
     z = eval_noise(p.n_eval, (p.dim,), seed)
     phi_8 = phi_k(teacher.ema, z.to(dev), p.k).cpu()
@@ -82,7 +83,8 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
         e_dt, e_ot = transport_energies(phi_8, g)
         return {"delta_e": pairing_inefficiency(phi_8, g), "e_dt": e_dt, "e_ot": e_ot}
 
-    student = distill(teacher.ema, (p.dim,), p.dmd, run_dir=root / "student", seed=seed, device=dev,
+    s_tag = config_tag("toy-student", t_tag, p.dmd, p.k, p.n_eval, seed)
+    student = distill(teacher.ema, (p.dim,), p.dmd, run_dir=root / f"student-{s_tag}", seed=seed, device=dev,
                       progress_bar=progress_bar, eval_fn=eval_fn, desc=f"{dataset} DMD")
     with torch.no_grad():
         g = student.generator.eval()(z_dev).cpu()
@@ -105,6 +107,8 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
                # fraction of samples on the data set's support (1.0 for the data up to jitter)
                "support_data": support_fraction(dataset, samples["data"]),
                "support_teacher": support_fraction(dataset, phi_8),
+               # the teacher's own distribution is that of the exact ODE; Phi_64 is much closer to it than Phi_8
+               "support_teacher_phi64": support_fraction(dataset, phi_k(teacher.ema, z_dev, 64).cpu()),
                "support_student": support_fraction(dataset, g)}
     return ToyRun(dataset, teacher, student, z, samples, metrics)
 
@@ -142,8 +146,13 @@ def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
     net = mnist_denoiser(p)
     n = data.shape[0]
     data_fn = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]  # noqa: E731
-    return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / "teacher", seed=seed, device=dev,
+    tag = mnist_teacher_tag(p, seed)
+    return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / f"teacher-{tag}", seed=seed, device=dev,
                          progress_bar=progress_bar, desc="MNIST teacher")
+
+
+def mnist_teacher_tag(p, seed: int) -> str:
+    return config_tag("mnist-teacher", p.unet, p.teacher, p.data_subset, seed)
 
 
 def mnist_snapshot(p, teacher: TeacherResult, kimg: float, device="cpu") -> EDMPrecond:
@@ -174,7 +183,8 @@ def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="
                 g = torch.cat([gen(c.to(dev)).cpu() for c in eval_z.split(p.sample_batch)])
             e_dt, e_ot = transport_energies(eval_phi_8, g)
             return {"delta_e": pairing_inefficiency(eval_phi_8, g), "e_dt": e_dt, "e_ot": e_ot}
-    name = f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg"
+    tag = config_tag("mnist-student", mnist_teacher_tag(p, seed), float(kimg), p.dmd, p.n_eval, seed)
+    name = f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg-{tag}"
     return distill(teacher_net, (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution), p.dmd,
                    run_dir=Path(runs_dir) / name, seed=seed, device=dev, progress_bar=progress_bar,
                    eval_fn=eval_fn, desc=f"DMD from {kimg} kimg")

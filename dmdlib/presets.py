@@ -156,13 +156,13 @@ TOY_PRESETS = {
         notes="smoke: a tiny MLP (2 x 64) and a few hundred steps; numbers are meaningless."),
     "quick": ToyPreset(
         name="quick",
-        teacher=TeacherConfig(iterations=1500, batch_size=256, lr=1e-3, lr_rampup_kimg=0.0,
+        teacher=TeacherConfig(iterations=3000, batch_size=256, lr=1e-3, lr_rampup_kimg=0.0,
                               ema_halflife_kimg=50.0, checkpoint_every=500, log_every=50),
         dmd=DMDConfig(iterations=5000, batch_size=64, lr=5e-4, lr_fake=5e-4, warmup_steps=500,
                       checkpoint_every=1000, log_every=50, eval_every=500),
         n_boot=50,
         notes=("quick: deviations from the paper so that all three data sets fit in minutes on a 2-core "
-               "CPU: teacher 1500 iterations at batch 256 with Adam lr 1e-3 (no lr ramp-up, EMA "
+               "CPU: teacher 3000 iterations at batch 256 with Adam lr 1e-3 (no lr ramp-up, EMA "
                "half-life 50 kimg); DMD 5000 iterations (1000 generator updates) at batch 64 (paper: "
                "512) with AdamW lr 5e-4 for both networks (paper: 2e-6); 50 bootstrap replicates for "
                "the interval. Architecture, warm-up (500 steps), schedule (1:5, 2%-98% band), weight "

@@ -142,6 +142,18 @@ def _diff_keys(a, b, prefix="") -> list:
     return out
 
 
+def config_tag(*parts) -> str:
+    """An 8-hex-digit tag of a configuration (dataclasses, dicts, numbers), used in run-folder names.
+
+    A changed preset then trains into a new folder instead of colliding with
+    the runs of the old one.
+    """
+    import hashlib
+
+    blob = json.dumps(_jsonable(list(parts)), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:8]
+
+
 def prepare_run_dir(run_dir, config: dict) -> Path:
     """Create ``run_dir`` and record ``config``; refuse to mix runs with different configurations."""
     run_dir = Path(run_dir)
