@@ -56,7 +56,7 @@ def prepare(module: nn.Module, speed: Optional[Speed]) -> nn.Module:
         return module
     if speed.channels_last:
         module.to(memory_format=torch.channels_last)
-    if speed.compile:
+    if speed.compile and getattr(module, "_compiled_call_impl", None) is None:
         module.compile()
     return module
 
