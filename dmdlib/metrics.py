@@ -111,7 +111,10 @@ def delta_e_bootstrap(teacher, student, n_boot: int = 200, level: float = 0.95,
     optimal assignment of fewer points is costlier, so replicates are biased
     *low* (strongly so when Delta_E is near 0, where the plain percentile
     interval can exclude the estimate itself). The basic interval
-    [2 d - q_hi, 2 d - q_lo] (clipped at 0) corrects for that shift.
+    [2 d - q_hi, 2 d - q_lo] (clipped at 0) corrects for that shift; when the
+    shift exceeds the replicates' spread (Delta_E very near 0) the corrected
+    interval lies entirely above the raw estimate. ``boot_mean`` reports the
+    replicates' mean, so the bias ``boot_mean - delta_e`` can be read off.
     Returns ``{"delta_e", "ci_low", "ci_high", "level", "n_boot", "std", "boot_mean"}``.
     """
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
