@@ -89,6 +89,7 @@ class DMDResult:
     fake: nn.Module
     logs: dict = field(default_factory=dict)   # "dm" / "fake": {"iteration": [...], "value": [...]}, "eval": [...]
     iterations: int = 0
+    started_at: int = 0     # iterations already done (loaded from the run folder) when this call began
 
 
 def state_fingerprint(module: nn.Module) -> str:
@@ -155,7 +156,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                 rng.set_state(ck["rng"].to("cpu", torch.uint8))
             start, steps_g, steps_f = int(ck["iteration"]), int(ck["steps_g"]), int(ck["steps_f"])
             logs = ck["logs"]
-    result = DMDResult(gen, fake, logs, start)
+    result = DMDResult(gen, fake, logs, start, start)
     if start >= cfg.iterations:
         return result
 

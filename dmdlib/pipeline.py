@@ -38,6 +38,15 @@ def validate_params(preset: str, device: str, seed: int, output_dir) -> torch.de
     return dev
 
 
+def provenance(result) -> str:
+    """'trained now' / 'loaded from the run folder' / 'resumed at iteration n', for the notebooks' logs."""
+    if result.started_at == 0:
+        return f"trained now ({result.iterations} iterations)"
+    if result.started_at >= result.iterations:
+        return f"loaded from the run folder ({result.iterations} iterations, trained earlier)"
+    return f"resumed at iteration {result.started_at} of {result.iterations}"
+
+
 def toy_denoiser(p: ToyPreset) -> EDMPrecond:
     """The EDM-preconditioned MLP of the toy experiments (5 x 384, 32 Fourier features at `paper`)."""
     return EDMPrecond(MLPNet(p.dim, p.width, p.depth, p.fourier_dim), sigma_data=p.teacher.sigma_data)

@@ -48,6 +48,7 @@ class TeacherResult:
     unit: str = "iter"
     iterations: int = 0
     kimg: float = 0.0
+    started_at: int = 0     # iterations already done (loaded from the run folder) when this call began
 
 
 def progress(iteration: int, cfg: TeacherConfig) -> float:
@@ -141,7 +142,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
             res.losses, res.loss_iterations = list(ck["losses"]), list(ck["loss_iterations"])
             res.snapshots = {float(k): str(run_dir / "snapshots" / snapshot_name(float(k), cfg.progress_unit))
                              for k in ck["snapshots"]}
-    res.iterations, res.kimg = start, start * cfg.batch_size / 1000
+    res.iterations, res.kimg, res.started_at = start, start * cfg.batch_size / 1000, start
     if start >= cfg.iterations:
         return res
 
