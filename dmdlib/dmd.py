@@ -19,8 +19,15 @@ Three networks share the teacher's architecture:
 
 Both networks use AdamW (betas 0.9/0.999, weight decay 0.01) with a linear
 warm-up over each optimizer's first ``warmup_steps`` steps, and gradient-norm
-clipping. Further generator terms (a GAN or a regression loss) add to
-``generator_losses``'s dictionary; the DM term alone is the paper's setting.
+clipping. Further generator terms add to the ``losses`` dictionary of the
+generator turn; the DM term alone is the paper's setting. Implemented:
+
+* ``regression_weight > 0``: DMD (v1)'s regression term, pulling G(z) towards
+  the teacher's own output Phi_K(z) on a fixed set of pairs generated once
+  by the teacher (``regression_pairs=(z, Phi_K(z))``). DMD v1 used LPIPS;
+  we use the mean squared L2 distance per entry, which needs no pretrained
+  feature network. This term ties G to the teacher's pairing by
+  construction: the positive control for copying.
 """
 from __future__ import annotations
 
@@ -109,7 +116,8 @@ def _set_lr(opt, base, step, warmup):
 def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, seed: int = 0,
             device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
             eval_fn: Optional[Callable[[OneStepGenerator, int], dict]] = None,
-            sigma_data: float = 0.5, desc: str = "DMD", speed: Optional[accel.Speed] = None) -> DMDResult:
+            sigma_data: float = 0.5, desc: str = "DMD", speed: Optional[accel.Speed] = None,
+            regression_pairs: Optional[tuple] = None) -> DMDResult:
     """Distil ``teacher`` (a denoiser D(x, sigma)) into a one-step generator by DMD.
 
     ``z_shape`` is the shape of one noise sample (e.g. ``(4,)`` or ``(1, 32, 32)``).
@@ -125,6 +133,12 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    if cfg.regression_weight > 0:
+        if regression_pairs is None or len(regression_pairs) != 2 or regression_pairs[0].shape[0] < 1:
+            raise ValueError("regression_weight > 0 needs regression_pairs=(z, phi_k_of_z) with at least one pair")
+        if regression_pairs[0].shape[0] != regression_pairs[1].shape[0]:
+            raise ValueError("regression_pairs: z and targets must have the same number of rows")
+        reg_z, reg_x = (t.to(dev, torch.float32) for t in regression_pairs)
     real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's module is untouched
     gen = OneStepGenerator(copy.deepcopy(teacher).requires_grad_(True)).to(dev).train()
     fake = copy.deepcopy(teacher).requires_grad_(True).to(dev).train()
@@ -139,6 +153,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     table = karras_table(cfg.table_size).to(dev, torch.float32)
     lo, hi = band_indices(cfg.table_size, *cfg.band)
     logs = {"dm": {"iteration": [], "value": []}, "fake": {"iteration": [], "value": []}, "eval": []}
+    if cfg.regression_weight > 0:
+        logs["regression"] = {"iteration": [], "value": []}
     start, steps_g, steps_f = 0, 0, 0
 
     if run_dir is not None:
@@ -179,7 +195,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     for m in (real, gen, fake):
         accel.prepare(m, speed)
     amp = lambda: accel.autocast(dev, speed)  # noqa: E731
-    win_dm, win_f = [], []
+    win_dm, win_f, win_reg = [], [], []
     bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
     for it in range(start, cfg.iterations):
         z = accel.to_memory_format(torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev), speed)
@@ -192,7 +208,12 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             with amp():
                 grad = dm_gradient(x, fake, real, table[idx], eps).float()
             losses = {"dm": dm_loss(x, grad)}
-            loss_g = sum(losses.values())
+            if cfg.regression_weight > 0:
+                j = torch.randint(0, reg_z.shape[0], (cfg.batch_size,), generator=rng, device=dev)
+                with amp():
+                    x_reg = gen(reg_z[j]).float()
+                losses["regression"] = torch.nn.functional.mse_loss(x_reg, reg_x[j])
+            loss_g = losses["dm"] + cfg.regression_weight * losses.get("regression", 0.0)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
@@ -200,6 +221,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             opt_g.step()
             steps_g += 1
             win_dm.append(losses["dm"].detach())
+            if "regression" in losses:
+                win_reg.append(losses["regression"].detach())
             x = x.detach()
         else:
             with torch.no_grad(), amp():
@@ -222,6 +245,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         if n % cfg.log_every == 0 or n == cfg.iterations:
             vals = {"dm": torch.stack(win_dm).mean().item() if win_dm else None,
                     "fake": torch.stack(win_f).mean().item()}
+            if "regression" in logs:
+                vals["regression"] = torch.stack(win_reg).mean().item() if win_reg else None
             for k, v in vals.items():
                 if v is not None and not torch.isfinite(torch.tensor(v)):
                     bar.close()
@@ -232,7 +257,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                 if v is not None:
                     logs[k]["iteration"].append(n)
                     logs[k]["value"].append(v)
-            win_dm, win_f = [], []
+            win_dm, win_f, win_reg = [], [], []
             bar.set_postfix(dm=f"{vals['dm'] or float('nan'):.3g}", fake=f"{vals['fake']:.3g}")
         if cfg.eval_every and (n % cfg.eval_every == 0 or n == cfg.iterations):
             evaluate(n)
