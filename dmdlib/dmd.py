@@ -28,6 +28,12 @@ generator turn; the DM term alone is the paper's setting. Implemented:
   we use the mean squared L2 distance per entry, which needs no pretrained
   feature network. This term ties G to the teacher's pairing by
   construction: the positive control for copying.
+* ``gan_d_weight``, ``gan_g_weight > 0``: DMD2's adversarial term. A
+  :class:`GANHead` reads the fake score's UNet bottleneck (the output of its
+  last encoder block) for real images (``data_fn``) and generated ones, both
+  noised at sigma from the full table; the discriminator loss
+  softplus(D(fake)) + softplus(-D(real)) joins the fake-score update and
+  softplus(-D(fake)) the generator update.
 """
 from __future__ import annotations
 
@@ -90,6 +96,41 @@ def fake_score_loss(fake: nn.Module, x: torch.Tensor, sigma: torch.Tensor, eps: 
     return (_bcast(denoising_weight(sigma, sigma_data), x) * (pred - x) ** 2).mean()
 
 
+class GANHead(nn.Module):
+    """DMD2-style classifier on UNet bottleneck features [B, C, H, W] -> one logit per sample."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1),
+                                 nn.GroupNorm(min(32, channels // 4) or 1, channels), nn.SiLU(),
+                                 nn.Conv2d(channels, 1, 1))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h.float()).mean(dim=(1, 2, 3))
+
+
+def bottleneck_module(denoiser: nn.Module) -> nn.Module:
+    """The last encoder block of an EDMPrecond-wrapped ADMUNet (the bottleneck DMD2 classifies)."""
+    model = getattr(denoiser, "model", None)
+    enc = getattr(model, "enc", None)
+    if enc is None:
+        raise ValueError("the GAN term needs an EDMPrecond-wrapped ADMUNet fake score (no encoder found)")
+    return list(enc.values())[-1]
+
+
+class _Capture:
+    """A forward hook keeping the last output of a module."""
+
+    def __init__(self, module: nn.Module):
+        self.out = None
+        self.handle = module.register_forward_hook(lambda m, i, o: setattr(self, "out", o))
+
+
+def _gan_logits(fake, head, capture, x, sigma, eps, labels=None):
+    fake(x + _bcast(sigma, x) * eps, sigma, labels)
+    return head(capture.out)
+
+
 @dataclass
 class DMDResult:
     generator: OneStepGenerator
@@ -117,7 +158,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
             eval_fn: Optional[Callable[[OneStepGenerator, int], dict]] = None,
             sigma_data: float = 0.5, desc: str = "DMD", speed: Optional[accel.Speed] = None,
-            regression_pairs: Optional[tuple] = None) -> DMDResult:
+            regression_pairs: Optional[tuple] = None,
+            data_fn: Optional[Callable[[int, torch.Generator], torch.Tensor]] = None) -> DMDResult:
     """Distil ``teacher`` (a denoiser D(x, sigma)) into a one-step generator by DMD.
 
     ``z_shape`` is the shape of one noise sample (e.g. ``(4,)`` or ``(1, 32, 32)``).
@@ -149,12 +191,26 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                               **okw)
     opt_f = torch.optim.AdamW(fake.parameters(), lr=cfg.lr_fake, betas=tuple(cfg.betas),
                               weight_decay=cfg.weight_decay, **okw)
+    use_gan = cfg.gan_d_weight > 0 or cfg.gan_g_weight > 0
+    head, capture = None, None
+    if use_gan:
+        if data_fn is None:
+            raise ValueError("the GAN term (gan_d_weight/gan_g_weight > 0) needs data_fn(n, generator) for real images")
+        block = bottleneck_module(fake)
+        capture = _Capture(block)
+        with torch.random.fork_rng(devices=[]):  # the head's initialisation depends on the seed only
+            torch.manual_seed(seed)
+            head = GANHead(block.out_channels).to(dev)
+        opt_f.add_param_group({"params": list(head.parameters()), "lr": cfg.lr_fake})
     rng = make_generator(seed, dev)
     table = karras_table(cfg.table_size).to(dev, torch.float32)
     lo, hi = band_indices(cfg.table_size, *cfg.band)
     logs = {"dm": {"iteration": [], "value": []}, "fake": {"iteration": [], "value": []}, "eval": []}
     if cfg.regression_weight > 0:
         logs["regression"] = {"iteration": [], "value": []}
+    if use_gan:
+        logs["gan_g"] = {"iteration": [], "value": []}
+        logs["gan_d"] = {"iteration": [], "value": []}
     start, steps_g, steps_f = 0, 0, 0
 
     if run_dir is not None:
@@ -166,6 +222,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             ck = load_checkpoint(path, map_location=dev)
             gen.load_state_dict(ck["generator"])
             fake.load_state_dict(ck["fake"])
+            if head is not None:
+                head.load_state_dict(ck["gan_head"])
             if "opt_g" in ck:
                 opt_g.load_state_dict(ck["opt_g"])
                 opt_f.load_state_dict(ck["opt_f"])
@@ -178,6 +236,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
 
     def save(path, final=False):
         state = {"generator": gen.state_dict(), "fake": fake.state_dict(), "iteration": result.iterations,
+                 **({"gan_head": head.state_dict()} if head is not None else {}),
                  "steps_g": steps_g, "steps_f": steps_f, "logs": logs}
         if not final:
             state.update(opt_g=opt_g.state_dict(), opt_f=opt_f.state_dict(), rng=rng.get_state())
@@ -195,7 +254,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     for m in (real, gen, fake):
         accel.prepare(m, speed)
     amp = lambda: accel.autocast(dev, speed)  # noqa: E731
-    win_dm, win_f, win_reg = [], [], []
+    win_dm, win_f, win_reg, win_gan_g, win_gan_d = [], [], [], [], []
     bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
     for it in range(start, cfg.iterations):
         z = accel.to_memory_format(torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev), speed)
@@ -213,7 +272,14 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                 with amp():
                     x_reg = gen(reg_z[j]).float()
                 losses["regression"] = torch.nn.functional.mse_loss(x_reg, reg_x[j])
-            loss_g = losses["dm"] + cfg.regression_weight * losses.get("regression", 0.0)
+            if use_gan:
+                idx_gan = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
+                eps_gan = torch.randn(x.shape, generator=rng, device=dev)
+                with amp():
+                    logit = _gan_logits(fake, head, capture, x, table[idx_gan], eps_gan)
+                losses["gan_g"] = torch.nn.functional.softplus(-logit).mean()
+            loss_g = (losses["dm"] + cfg.regression_weight * losses.get("regression", 0.0)
+                      + cfg.gan_g_weight * losses.get("gan_g", 0.0))
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
@@ -223,6 +289,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             win_dm.append(losses["dm"].detach())
             if "regression" in losses:
                 win_reg.append(losses["regression"].detach())
+            if "gan_g" in losses:
+                win_gan_g.append(losses["gan_g"].detach())
             x = x.detach()
         else:
             with torch.no_grad(), amp():
@@ -232,9 +300,19 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         eps = torch.randn(x.shape, generator=rng, device=dev)
         with amp():
             loss_f = fake_score_loss(fake, x, table[idx], eps, sigma_data).float()
+        if use_gan:
+            real_x = data_fn(cfg.batch_size, rng)
+            i_f, i_r = (torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev) for _ in "fr")
+            e_f, e_r = (torch.randn(x.shape, generator=rng, device=dev) for _ in "fr")
+            with amp():
+                l_fake = _gan_logits(fake, head, capture, x.detach(), table[i_f], e_f)
+                l_real = _gan_logits(fake, head, capture, real_x, table[i_r], e_r)
+            loss_d = (torch.nn.functional.softplus(l_fake) + torch.nn.functional.softplus(-l_real)).mean()
+            win_gan_d.append(loss_d.detach())
+            loss_f = loss_f + cfg.gan_d_weight * loss_d
         opt_f.zero_grad(set_to_none=True)
         loss_f.backward()
-        torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_([q for g in opt_f.param_groups for q in g["params"]], cfg.grad_clip)
         _set_lr(opt_f, cfg.lr_fake, steps_f, cfg.warmup_steps)
         opt_f.step()
         steps_f += 1
@@ -247,6 +325,9 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                     "fake": torch.stack(win_f).mean().item()}
             if "regression" in logs:
                 vals["regression"] = torch.stack(win_reg).mean().item() if win_reg else None
+            if use_gan:
+                vals["gan_g"] = torch.stack(win_gan_g).mean().item() if win_gan_g else None
+                vals["gan_d"] = torch.stack(win_gan_d).mean().item()
             for k, v in vals.items():
                 if v is not None and not torch.isfinite(torch.tensor(v)):
                     bar.close()
@@ -257,7 +338,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                 if v is not None:
                     logs[k]["iteration"].append(n)
                     logs[k]["value"].append(v)
-            win_dm, win_f, win_reg = [], [], []
+            win_dm, win_f, win_reg, win_gan_g, win_gan_d = [], [], [], [], []
             bar.set_postfix(dm=f"{vals['dm'] or float('nan'):.3g}", fake=f"{vals['fake']:.3g}")
         if cfg.eval_every and (n % cfg.eval_every == 0 or n == cfg.iterations):
             evaluate(n)

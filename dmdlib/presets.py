@@ -62,12 +62,15 @@ class DMDConfig:
     log_every: int = 50                 # iterations per logged mean loss
     eval_every: int = 0                 # iterations between evaluations along distillation (0 = off)
     regression_weight: float = 0.0      # DMD (v1) regression term towards paired teacher outputs (0 = off)
+    gan_d_weight: float = 0.0           # DMD2 GAN: discriminator loss weight in the fake-score update (DMD2: 1e-2)
+    gan_g_weight: float = 0.0           # DMD2 GAN: generator loss weight (DMD2: 3e-3)
 
     def __post_init__(self):
         _positive(self, "iterations", "batch_size", "gen_every", "table_size", "checkpoint_every",
                   "log_every")
-        if self.warmup_steps < 0 or self.eval_every < 0 or self.regression_weight < 0:
-            raise ValueError("warmup_steps, eval_every and regression_weight must be >= 0")
+        if min(self.warmup_steps, self.eval_every, self.regression_weight, self.gan_d_weight,
+               self.gan_g_weight) < 0:
+            raise ValueError("warmup_steps, eval_every, regression_weight and the GAN weights must be >= 0")
         if not (self.lr > 0 and self.lr_fake > 0):
             raise ValueError(f"lr and lr_fake must be > 0, got {self.lr}, {self.lr_fake}")
         if not (0.0 <= self.band[0] < self.band[1] <= 1.0):
