@@ -38,6 +38,7 @@ generator turn; the DM term alone is the paper's setting. Implemented:
 from __future__ import annotations
 
 import copy
+import math
 import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -48,7 +49,7 @@ from torch import nn
 from . import accel
 from .presets import DMDConfig
 from .precond import denoising_weight
-from .runs import (NonFiniteLossError, atomic_torch_save, load_checkpoint, make_generator,
+from .runs import (atomic_torch_save, check_finite, check_stop_after, load_checkpoint, make_generator,
                    prepare_run_dir, resolve_device)
 from .schedule import SIGMA_MAX, band_indices, karras_table
 
@@ -171,8 +172,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     """
     from tqdm.auto import tqdm
 
-    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
-        raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
+    check_stop_after(stop_after)
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     if cfg.regression_weight > 0:
@@ -329,12 +329,10 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                 vals["gan_g"] = torch.stack(win_gan_g).mean().item() if win_gan_g else None
                 vals["gan_d"] = torch.stack(win_gan_d).mean().item()
             for k, v in vals.items():
-                if v is not None and not torch.isfinite(torch.tensor(v)):
+                if v is not None and not math.isfinite(v):
                     bar.close()
-                    raise NonFiniteLossError(
-                        f"{desc}: non-finite {k} loss ({v}) in iterations {n - len(win_f) + 1}-{n}; stopped. "
-                        "The last good checkpoint is kept" + (f" in {run_dir}" if run_dir else "")
-                        + "; lower the learning rates or check the teacher.")
+                    check_finite(v, f"{k} loss", n - len(win_f) + 1, n, desc, run_dir,
+                                 "lower the learning rates or check the teacher")
                 if v is not None:
                     logs[k]["iteration"].append(n)
                     logs[k]["value"].append(v)

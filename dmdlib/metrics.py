@@ -91,10 +91,14 @@ def pairing_inefficiency(teacher, student) -> float:
     pairs them differently: unbounded inefficiency). Raises ``ValueError`` for
     mismatched shapes, N < 2 and non-finite values.
     """
+    return delta_e_record(teacher, student)["delta_e"]
+
+
+def delta_e_record(teacher, student) -> dict:
+    """{"delta_e", "e_dt", "e_ot"} from one assignment (what the notebooks log along distillation)."""
     e_dt, e_ot = transport_energies(teacher, student)
-    if e_ot == 0.0:
-        return 0.0 if e_dt == 0.0 else math.inf
-    return e_dt / e_ot - 1.0
+    d = (0.0 if e_dt == 0.0 else math.inf) if e_ot == 0.0 else e_dt / e_ot - 1.0
+    return {"delta_e": d, "e_dt": e_dt, "e_ot": e_ot}
 
 
 def delta_e(teacher, student) -> float:

@@ -13,7 +13,7 @@ import torch
 
 from .data import TOY_DATASETS, sample_toy, support_fraction
 from .dmd import DMDResult, distill
-from .metrics import delta_e_bootstrap, pairing_inefficiency, transport_energies
+from .metrics import delta_e_bootstrap, delta_e_record, pairing_inefficiency, transport_energies
 from .nets import MLPNet
 from .precond import EDMPrecond
 from .presets import PRESET_NAMES, ToyPreset, get_preset
@@ -89,8 +89,7 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
     def eval_fn(gen, it):
         with torch.no_grad():
             g = gen(z_dev).cpu()
-        e_dt, e_ot = transport_energies(phi_8, g)
-        return {"delta_e": pairing_inefficiency(phi_8, g), "e_dt": e_dt, "e_ot": e_ot}
+        return delta_e_record(phi_8, g)
 
     s_tag = config_tag("toy-student", t_tag, p.dmd, p.k, p.n_eval, seed)
     student = distill(teacher.ema, (p.dim,), p.dmd, run_dir=root / f"student-{s_tag}", seed=seed, device=dev,
@@ -190,8 +189,7 @@ def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="
         def eval_fn(gen, it):
             with torch.no_grad():
                 g = torch.cat([gen(c.to(dev)).cpu() for c in eval_z.split(p.sample_batch)])
-            e_dt, e_ot = transport_energies(eval_phi_8, g)
-            return {"delta_e": pairing_inefficiency(eval_phi_8, g), "e_dt": e_dt, "e_ot": e_ot}
+            return delta_e_record(eval_phi_8, g)
     tag = config_tag("mnist-student", mnist_teacher_tag(p, seed), float(kimg), p.dmd, p.n_eval, seed)
     name = f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg-{tag}"
     return distill(teacher_net, (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution), p.dmd,

@@ -33,6 +33,20 @@ class ConfigMismatchError(RuntimeError):
     """A run directory holds a run made with a different configuration."""
 
 
+def check_stop_after(stop_after) -> None:
+    """Validate the ``stop_after`` argument of the training loops (None or an integer >= 1)."""
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
+
+
+def check_finite(value: float, what: str, first: int, last: int, desc: str, run_dir, hint: str) -> None:
+    """Raise :class:`NonFiniteLossError` if a logged loss is NaN/inf, naming the iterations and run folder."""
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"{desc}: non-finite {what} ({value}) in iterations {first}-{last}; stopped. The last good "
+            f"checkpoint is kept" + (f" in {run_dir}" if run_dir else "") + f"; {hint}.")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'. Validates the name."""
     if not isinstance(device, str):

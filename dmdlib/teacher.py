@@ -14,6 +14,7 @@ the snapshot names use. Snapshots are the EMA weights, saved atomically as
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -24,7 +25,7 @@ from torch import nn
 from . import accel
 from .precond import edm_loss
 from .presets import TeacherConfig
-from .runs import (NonFiniteLossError, atomic_torch_save, load_checkpoint, make_generator,
+from .runs import (atomic_torch_save, check_finite, check_stop_after, load_checkpoint, make_generator,
                    prepare_run_dir, resolve_device)
 
 DataFn = Callable[[int, torch.Generator], torch.Tensor]
@@ -113,8 +114,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     """
     from tqdm.auto import tqdm
 
-    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
-        raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
+    check_stop_after(stop_after)
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     denoiser = denoiser.to(dev)
@@ -168,12 +168,10 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
         done_snaps = [s for s in pending if progress(st.iteration, cfg) >= s]
         if at_log or at_ckpt or done_snaps:
             mean = torch.stack(window).mean().item()  # one host sync per log window
-            if not torch.isfinite(torch.tensor(mean)):
+            if not math.isfinite(mean):
                 bar.close()
-                raise NonFiniteLossError(
-                    f"{desc}: non-finite EDM loss ({mean}) in iterations {st.iteration - len(window) + 1}-"
-                    f"{st.iteration}; stopped. The last good checkpoint is kept"
-                    + (f" in {run_dir}" if run_dir else "") + "; lower the learning rate or check the data.")
+                check_finite(mean, "EDM loss", st.iteration - len(window) + 1, st.iteration, desc, run_dir,
+                             "lower the learning rate or check the data")
             if at_log:
                 res.losses.append(mean)
                 res.loss_iterations.append(st.iteration)
