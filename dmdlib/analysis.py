@@ -70,9 +70,14 @@ def nearest_neighbours(queries, reference, k: int = 2, batch: int = 1024, device
 def memorisation_ratio(samples, train, batch: int = 1024, device=None) -> np.ndarray:
     """r(y) = d(y, NN1) / d(y, NN2) for each sample y (paper Sec. 4.1.2); 0 <= r <= 1."""
     d, _ = nearest_neighbours(samples, train, k=2, batch=batch, device=device)
+    return distance_ratio(d)
+
+
+def distance_ratio(d: np.ndarray) -> np.ndarray:
+    """r = d[:, 0] / d[:, 1] from the (NN1, NN2) distances of :func:`nearest_neighbours` (0 when both are 0)."""
+    d = np.asarray(d, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(d[:, 1] > 0, d[:, 0] / d[:, 1], 0.0)
-    return r
+        return np.where(d[:, 1] > 0, d[:, 0] / d[:, 1], 0.0)
 
 
 def memorised_fractions(r: np.ndarray, thresholds=(1 / 3, 0.25, 0.1, 0.05)) -> dict:

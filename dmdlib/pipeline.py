@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .data import TOY_DATASETS, sample_toy, support_fraction
@@ -159,6 +160,26 @@ def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
                          progress_bar=progress_bar, desc="MNIST teacher")
 
 
+def check_teacher_kimg(p, teacher_kimg) -> float:
+    """The snapshot to distil: the preset's default for None, else one of the preset's snapshots (kimg)."""
+    if teacher_kimg is None:
+        return float(p.teacher_kimg)
+    allowed = [float(s) for s in p.teacher.snapshots]
+    if isinstance(teacher_kimg, bool) or not isinstance(teacher_kimg, (int, float)) or float(teacher_kimg) not in allowed:
+        raise ValueError(f"teacher_kimg={teacher_kimg!r} is not a snapshot of preset {p.name!r}; "
+                         f"allowed: {list(p.teacher.snapshots)} (kimg) or None")
+    return float(teacher_kimg)
+
+
+def check_runs_dir(output_dir, runs_dir) -> Path:
+    """Where teacher and student runs live: ``runs_dir``, or ``output_dir/runs`` when None."""
+    if runs_dir is None:
+        return Path(output_dir) / "runs"
+    if not isinstance(runs_dir, (str, Path)) or not str(runs_dir):
+        raise ValueError(f"runs_dir must be None or a non-empty path, got {runs_dir!r}")
+    return Path(runs_dir)
+
+
 def mnist_teacher_tag(p, seed: int) -> str:
     return config_tag("mnist-teacher", p.unet, p.teacher, p.data_subset, seed)
 
@@ -181,8 +202,12 @@ def mnist_snapshot(p, teacher: TeacherResult, kimg: float, device="cpu") -> EDMP
 
 
 def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="auto", eval_z=None,
-                  eval_phi_8=None, progress_bar: bool = True) -> DMDResult:
-    """Distil the snapshot ``teacher_net`` (taken at ``kimg``) with DMD; Delta_E recorded along the way."""
+                  eval_phi_8=None, progress_bar: bool = True, name: str = "", **distill_kwargs) -> DMDResult:
+    """Distil the snapshot ``teacher_net`` (taken at ``kimg``) with DMD; Delta_E recorded along the way.
+
+    ``name`` (e.g. 'gan') is added to the run folder's name; ``distill_kwargs``
+    go to :func:`dmdlib.dmd.distill` (``data_fn``, ``regression_pairs``, ``speed``).
+    """
     dev = resolve_device(device) if isinstance(device, str) else device
     eval_fn = None
     if eval_z is not None and eval_phi_8 is not None:
@@ -191,10 +216,10 @@ def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="
                 g = torch.cat([gen(c.to(dev)).cpu() for c in eval_z.split(p.sample_batch)])
             return delta_e_record(eval_phi_8, g)
     tag = config_tag("mnist-student", mnist_teacher_tag(p, seed), float(kimg), p.dmd, p.n_eval, seed)
-    name = f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg-{tag}"
+    folder = f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg-{name + '-' if name else ''}{tag}"
     return distill(teacher_net, (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution), p.dmd,
-                   run_dir=Path(runs_dir) / name, seed=seed, device=dev, progress_bar=progress_bar,
-                   eval_fn=eval_fn, desc=f"DMD from {kimg} kimg")
+                   run_dir=Path(runs_dir) / folder, seed=seed, device=dev, progress_bar=progress_bar,
+                   eval_fn=eval_fn, desc=f"DMD{' ' + name if name else ''} from {kimg} kimg", **distill_kwargs)
 
 
 @torch.no_grad()
@@ -205,4 +230,115 @@ def sample_maps(teacher_net, z: torch.Tensor, ks=(1, 8), generator=None, batch: 
     if generator is not None:
         generator.eval()
         out["g"] = torch.cat([generator(c.to(device)).cpu() for c in z.split(batch)])
+    return out
+
+
+# ----------------------------------------------------------------------------- ablations (notebook 03)
+
+VARIANTS = ("baseline", "gan", "regression")
+
+
+def regression_pairs(p, teacher_net, seed: int = 0, device="cpu") -> tuple:
+    """(z, Phi_K(z)) for ``p.n_regression_pairs`` seeds, generated once by the teacher (DMD v1's paired set).
+
+    The seeds come from their own generator (offset 30000), disjoint in
+    distribution from the evaluation seeds (offset 10000): Delta_E of the
+    regression student is measured on pairs it never saw.
+    """
+    shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
+    g = make_generator(30_000 + seed, "cpu")
+    z = torch.randn((p.n_regression_pairs, *shape), generator=g)
+    x = phi_k(teacher_net, z.to(device), p.k, batch_size=p.sample_batch).cpu()
+    return z, x
+
+
+def variant_config(p, variant: str):
+    """The DMD configuration of an ablation variant: the preset's, plus the variant's one extra term."""
+    from dataclasses import replace
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; allowed: {list(VARIANTS)}")
+    if variant == "gan":
+        return replace(p.dmd, gan_d_weight=p.gan_d_weight, gan_g_weight=p.gan_g_weight)
+    if variant == "regression":
+        return replace(p.dmd, regression_weight=p.regression_weight)
+    return p.dmd
+
+
+def distill_variant(p, teacher_net, kimg: float, variant: str, runs_dir, seed: int = 0, device="auto",
+                    data=None, pairs=None, eval_z=None, eval_phi_8=None, progress_bar: bool = True) -> DMDResult:
+    """Distil one ablation variant ('baseline', 'gan', 'regression') from the same snapshot and seeds.
+
+    'gan' needs ``data`` (the training images, for the discriminator's real
+    side); 'regression' needs ``pairs`` from :func:`regression_pairs`.
+    'baseline' is exactly :func:`distill_mnist` (same run folder).
+    """
+    from dataclasses import replace
+
+    cfg = variant_config(p, variant)
+    if variant == "baseline":
+        return distill_mnist(p, teacher_net, kimg, runs_dir, seed=seed, device=device, eval_z=eval_z,
+                             eval_phi_8=eval_phi_8, progress_bar=progress_bar)
+    if variant == "gan" and data is None:
+        raise ValueError("variant 'gan' needs data= (the training images)")
+    if variant == "regression" and pairs is None:
+        raise ValueError("variant 'regression' needs pairs= (from regression_pairs)")
+    dev = resolve_device(device) if isinstance(device, str) else device
+    extra = {}
+    if variant == "gan":
+        n = data.shape[0]
+        extra["data_fn"] = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]
+    else:
+        extra["regression_pairs"] = pairs
+    return distill_mnist(replace(p, dmd=cfg), teacher_net, kimg, runs_dir, seed=seed, device=dev, eval_z=eval_z,
+                         eval_phi_8=eval_phi_8, progress_bar=progress_bar, name=variant, **extra)
+
+
+def memorisation_report(p, samples, train, device="cpu") -> dict:
+    """r(y) for each sample, the memorised fractions at the preset's thresholds, and the neighbours (Fig. 12)."""
+    from .analysis import distance_ratio, memorised_fractions, nearest_neighbours
+
+    d, idx = nearest_neighbours(samples, train, k=2, batch=p.nn_batch, device=device)
+    r = distance_ratio(d)
+    return {"r": r, "nn_dist": d, "nn_index": idx,
+            "fractions": memorised_fractions(r, p.memorisation_thresholds)}
+
+
+# ----------------------------------------------------------------------------- two stages (notebook 04)
+
+def dm_curve(result: DMDResult) -> tuple:
+    """(iterations, logged mean DM loss) of a student."""
+    log = result.logs["dm"]
+    return np.asarray(log["iteration"], dtype=np.float64), np.asarray(log["value"], dtype=np.float64)
+
+
+def check_snapshots(p, teacher_snapshots) -> list:
+    """The snapshots to distil (kimg): all of the preset's for None, else a validated subset in increasing order."""
+    allowed = [float(s) for s in p.teacher.snapshots]
+    if teacher_snapshots is None:
+        return allowed
+    if (not isinstance(teacher_snapshots, (list, tuple)) or not teacher_snapshots
+            or any(isinstance(s, bool) or not isinstance(s, (int, float)) or float(s) not in allowed
+                   for s in teacher_snapshots)):
+        raise ValueError(f"teacher_snapshots must be None or a non-empty list from {list(p.teacher.snapshots)} "
+                         f"(kimg) for preset {p.name!r}, got {teacher_snapshots!r}")
+    return sorted({float(s) for s in teacher_snapshots})
+
+
+def distill_snapshots(p, teacher: TeacherResult, kimgs, runs_dir, seed: int = 0, device="auto", eval_z=None,
+                      progress_bar: bool = True) -> dict:
+    """One student per teacher snapshot, identical settings and seeds (notebook 04).
+
+    Returns ``{kimg: {"teacher": net, "phi_8": Phi_K(eval_z), "student": DMDResult}}``.
+    Students are trained one after another here; see
+    :func:`dmdlib.dmd.distill_concurrent` for training them in one process.
+    """
+    dev = resolve_device(device) if isinstance(device, str) else device
+    out = {}
+    for kimg in kimgs:
+        net = mnist_snapshot(p, teacher, kimg, device=dev)
+        phi = phi_k(net, eval_z.to(dev), p.k, batch_size=p.sample_batch).cpu() if eval_z is not None else None
+        student = distill_mnist(p, net, kimg, runs_dir, seed=seed, device=dev, eval_z=eval_z, eval_phi_8=phi,
+                                progress_bar=progress_bar)
+        out[float(kimg)] = {"teacher": net, "phi_8": phi, "student": student}
     return out

@@ -181,3 +181,77 @@ def plot_pca_triplets(phi_8, phi_1, g, title: Optional[str] = None, s: float = 3
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _ax(ax, figsize):
+    if ax is None:
+        return _plt().subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def plot_estimates(labels: Sequence[str], values, ci_low, ci_high, ax=None, ylabel: str = r"$\Delta_E$",
+                   log: bool = False, title: Optional[str] = None):
+    """Point estimates with their interval, one per label (the ablation and convergence tables as a figure)."""
+    fig, ax = _ax(ax, (5, 3.4))
+    v, lo, hi = (np.asarray(a, dtype=np.float64) for a in (values, ci_low, ci_high))
+    x = np.arange(len(labels))
+    err = np.vstack([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)])
+    ax.errorbar(x, v, yerr=err, fmt="o", capsize=4)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("symlog", linthresh=1e-4)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_ratio_histogram(r, thresholds=(1 / 3, 0.25, 0.1, 0.05), ax=None, title: Optional[str] = None):
+    """Paper Fig. 12: histogram of the memorisation ratios r(y) with the thresholds marked."""
+    fig, ax = _ax(ax, (5.5, 3.4))
+    ax.hist(np.asarray(r, dtype=np.float64), bins=np.linspace(0, 1, 41), color="tab:blue", alpha=0.8)
+    for t in thresholds:
+        ax.axvline(t, color="tab:red", ls="--", lw=1)
+        ax.text(t, ax.get_ylim()[1] * 0.95, f" {t:.3g}", color="tab:red", fontsize=8, va="top")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(r"$r(y) = \|y - x^1(y)\| \,/\, \|y - x^2(y)\|$")
+    ax.set_ylabel("samples")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_boundary_scatter(d, delta, ax=None, xlabel: str = r"$D(z)$", title: Optional[str] = None, s: float = 4.0):
+    """Paper Fig. 11: delta(z) against a distance to the training set; below the dashed line = moved towards Phi_K."""
+    fig, ax = _ax(ax, (5, 3.8))
+    d, delta = np.asarray(d, dtype=np.float64), np.asarray(delta, dtype=np.float64)
+    ax.scatter(d, delta, s=s, alpha=0.6, linewidths=0)
+    ax.axhline(0.0, color="tab:red", ls="--", lw=1.2, label=r"$\delta = 0$")
+    slope, icept = np.polyfit(d, delta, 1)
+    xs = np.linspace(d.min(), d.max(), 2)
+    ax.plot(xs, slope * xs + icept, color="k", lw=1, label="least-squares line")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(r"$\delta(z) = \|G - \Phi_K\| - \|\Phi_1 - \Phi_K\|$")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_dm_curves(curves: dict, turning: Optional[dict] = None, ax=None, max_iteration: Optional[float] = None,
+                   title: Optional[str] = None):
+    """Paper Fig. 4: the DM loss of several students ({label: (iterations, values)}), turning points marked."""
+    fig, ax = _ax(ax, (6, 3.6))
+    for label, (it, v) in curves.items():
+        it, v = np.asarray(it, dtype=np.float64), np.asarray(v, dtype=np.float64)
+        keep = it <= max_iteration if max_iteration is not None else np.ones_like(it, dtype=bool)
+        line, = ax.plot(it[keep], v[keep], label=label)
+        tp = (turning or {}).get(label)
+        if tp is not None and (max_iteration is None or tp["iteration"] <= max_iteration):
+            ax.plot([tp["iteration"]], [tp["value"]], marker="v", color=line.get_color(), ms=8)
+    ax.set_xlabel("DMD iteration")
+    ax.set_ylabel("DM loss")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -132,7 +132,24 @@ class MnistPreset:
     n_boot: int = 200
     sample_batch: int = 250             # batch for Phi_K evaluations
     data_subset: int = 0                # use only the first n training images (0 = all 70,000)
+    # notebook 03 (ablations, paper 4.1)
+    regression_weight: float = 1.0      # DMD v1 regression term (mean squared L2 per pixel; DMD v1: LPIPS x 0.25)
+    n_regression_pairs: int = 10_000    # (z, Phi_K(z)) pairs generated once by the teacher, seeds disjoint from eval
+    gan_d_weight: float = 1e-2          # DMD2 discriminator loss weight (REFERENCE)
+    gan_g_weight: float = 3e-3          # DMD2 generator adversarial loss weight (REFERENCE)
+    memorisation_thresholds: tuple = (1 / 3, 0.25, 0.1, 0.05)
+    n_show_nn: int = 12                 # samples shown with their nearest training images
+    nn_batch: int = 1024                # query batch of the 70,000-image neighbour search
+    # notebook 04 (teacher convergence)
+    zoom_iterations: int = 900          # the zoomed DM-loss panel (paper Fig. 4 right)
+    turning_window: int = 5             # moving-average window (logged points) for the turning point
     notes: str = ""
+
+    def __post_init__(self):
+        if self.n_regression_pairs < 1 or self.n_show_nn < 1 or self.nn_batch < 1:
+            raise ValueError("n_regression_pairs, n_show_nn and nn_batch must be >= 1")
+        if not all(0 < t <= 1 for t in self.memorisation_thresholds):
+            raise ValueError(f"memorisation_thresholds must lie in (0, 1], got {self.memorisation_thresholds}")
 
 
 def _positive(cfg, *names):
@@ -194,7 +211,7 @@ MNIST_PRESETS = {
         dmd=DMDConfig(iterations=10, batch_size=8, lr=1e-4, lr_fake=1e-4, warmup_steps=2, checkpoint_every=5,
                       log_every=5, eval_every=5),
         teacher_kimg=0.256, n_eval=64, n_pca=64, n_grid=8, n_heatmap=32, n_boot=10, sample_batch=64,
-        data_subset=2048,
+        data_subset=2048, n_regression_pairs=64, n_show_nn=4, zoom_iterations=6, turning_window=1,
         notes="smoke: a tiny UNet and a handful of steps on 2048 images; every code path runs, numbers are meaningless."),
     "quick": MnistPreset(
         name="quick",
@@ -203,7 +220,7 @@ MNIST_PRESETS = {
                               progress_unit="kimg", snapshots=(32, 64, 128), checkpoint_every=500, log_every=50),
         dmd=DMDConfig(iterations=2000, batch_size=32, lr=1e-4, lr_fake=1e-4, warmup_steps=100,
                       checkpoint_every=500, log_every=50, eval_every=250),
-        teacher_kimg=128, n_boot=100,
+        teacher_kimg=128, n_boot=100, n_regression_pairs=2000, zoom_iterations=900, turning_window=3,
         notes=("quick: a small ADM UNet (8 base channels, mult [1,2,2], 1 block per resolution, attention at "
                "8x8; 83k parameters instead of 31M), teacher 2000 iterations (128 kimg, paper: 8192 kimg) at "
                "batch 64 with Adam lr 1e-3 and no ramp-up (EMA half-life 10 kimg); DMD 2000 iterations (paper: "

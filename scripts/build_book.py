@@ -5,7 +5,8 @@
 
 Executed notebooks go to ``<build-dir>/book-<preset>/notebooks/`` (a staged copy of
 the book sources), each notebook's outputs (runs, checkpoints, metrics.json) to
-``<build-dir>/outputs/<preset>/<notebook>/``, and the HTML to ``_build/html`` (for the
+``<build-dir>/outputs/<preset>/<notebook>/`` (teacher and student runs of the MNIST
+chapters, which share them, to ``<build-dir>/outputs/<preset>/mnist-runs/``), and the HTML to ``_build/html`` (for the
 default build dir ``_build``; ``<build-dir>/_build/html`` for any other).
 Runs already finished in ``outputs`` are reloaded, not retrained.
 """
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
         shutil.copy2(ROOT / name, stage / name)
     shutil.copytree(ROOT / "book", stage / "book")
 
+    shared_runs = build / "outputs" / args.preset / "mnist-runs"
     for nb in notebooks_in_toc(ROOT):
         out_nb = stage / "notebooks" / nb.name
         if args.only and not any(nb.name.startswith(o) for o in args.only):
@@ -80,9 +82,11 @@ def main(argv=None) -> int:
         out_dir = build / "outputs" / args.preset / nb.stem
         t0 = time.perf_counter()
         print(f"[build_book] executing {nb.name} (preset={args.preset}) -> {out_nb}", flush=True)
+        params = {"preset": args.preset, "device": args.device, "seed": args.seed, "output_dir": str(out_dir)}
+        if "runs_dir" in pm.inspect_notebook(str(nb)):
+            params["runs_dir"] = str(shared_runs)   # the MNIST chapters share one teacher and its students
         pm.execute_notebook(str(nb), str(out_nb), cwd=str(ROOT), kernel_name="python3", progress_bar=False,
-                            parameters={"preset": args.preset, "device": args.device, "seed": args.seed,
-                                        "output_dir": str(out_dir)})
+                            parameters=params)
         shutil.copy2(out_nb, out_dir / nb.name)
         print(f"[build_book] {nb.name}: {time.perf_counter() - t0:.1f} s", flush=True)
 
