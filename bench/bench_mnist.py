@@ -9,7 +9,10 @@ For each it times teacher training (images/s) and DMD iterations (it/s, the
 1:5 schedule included) and prints peak GPU memory and the ratios. It also
 times Delta_E at N = 1,000 and N = 10,000 on the CPU (float64, exact
 assignment), and checks that bf16 training leaves the fp32 sampler's output
-unchanged (the sampler never uses autocast). Results go to stdout and, with
+unchanged (the sampler never uses autocast). It then times ``--students``
+DMD students (distinct teachers, the teacher-convergence sweep) trained one
+after another and side by side (dmdlib.concurrent), fp32, and prints the
+speed-up. Results go to stdout and, with
 --json, to a file. Goals (issue tracker): >= 5x for both on an H100;
 Delta_E <= 0.1 s at N = 1,000 and <= 20 s at N = 10,000 on a 2-core CPU.
 """
@@ -107,6 +110,39 @@ def time_delta_e(n, dim=1024, repeats=3, noise=0.3):
     return best
 
 
+def time_students(p, dev, n_students, steps, warmup, speed=None):
+    """Sequential vs side-by-side training of ``n_students`` DMD students (distinct teachers), in it/s per student."""
+    from dmdlib.concurrent import distill_concurrent
+
+    shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
+    teachers = []
+    for s in range(n_students):
+        torch.manual_seed(s)
+        teachers.append(mnist_denoiser(p).to(dev))
+    steps = max(steps, p.dmd.gen_every) // p.dmd.gen_every * p.dmd.gen_every
+    w = max(warmup, p.dmd.gen_every)
+    cfg = lambda n: dataclasses.replace(p.dmd, iterations=n, checkpoint_every=n, log_every=n, eval_every=0)  # noqa: E731
+    out = {}
+    for mode in ("sequential", "concurrent"):
+        def run(n):
+            if mode == "sequential":
+                for t in teachers:
+                    dmdlib.distill(t, shape, cfg(n), device=dev, progress_bar=False, speed=speed)
+            else:
+                distill_concurrent(teachers, shape, cfg(n), device=dev, progress_bar=False, speed=speed)
+        _peak_reset(dev)
+        run(w)
+        _sync(dev)
+        t = time.perf_counter()
+        run(steps)
+        _sync(dev)
+        dt = time.perf_counter() - t
+        out[mode] = {"seconds": dt, "student_it_per_s": n_students * steps / dt, "peak_gib": _peak(dev)}
+    out["speedup"] = out["sequential"]["seconds"] / out["concurrent"]["seconds"]
+    out["n_students"], out["steps"] = n_students, steps
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -118,6 +154,8 @@ def main(argv=None):
     ap.add_argument("--delta-e-sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--no-compile", action="store_true", help="fast path without torch.compile")
     ap.add_argument("--skip-training", action="store_true", help="time only Delta_E")
+    ap.add_argument("--students", type=int, default=6,
+                    help="students for the sequential vs side-by-side comparison (0 = skip)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     dev = dmdlib.resolve_device(args.device)
@@ -138,6 +176,13 @@ def main(argv=None):
         out["ratio_teacher"] = out["fast"]["teacher"]["images_per_s"] / out["reference"]["teacher"]["images_per_s"]
         out["ratio_dmd"] = out["fast"]["dmd"]["it_per_s"] / out["reference"]["dmd"]["it_per_s"]
         print(f"speed-up (fast / reference): teacher {out['ratio_teacher']:.2f}x, DMD {out['ratio_dmd']:.2f}x")
+    if args.students and not args.skip_training:
+        # speed as the authors ran it (fp32, TF32 off): the comparison isolates the side-by-side loop
+        ts = time_students(p, dev, args.students, args.steps, args.warmup, speed=accel.REFERENCE)
+        out["students"] = ts
+        print(f"{args.students} students x {ts['steps']} DMD iterations: sequential {ts['sequential']['seconds']:.2f} s, "
+              f"side by side {ts['concurrent']['seconds']:.2f} s -> speed-up {ts['speedup']:.2f}x "
+              f"(peak {ts['sequential']['peak_gib']:.2f} / {ts['concurrent']['peak_gib']:.2f} GiB)")
     if not args.skip_delta_e:
         out["delta_e_s"] = {}
         for n in args.delta_e_sizes:

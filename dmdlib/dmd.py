@@ -150,6 +150,12 @@ def state_fingerprint(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int) -> dict:
+    """What identifies a DMD run (recorded in its folder; a different one is refused there)."""
+    return {"kind": "dmd", "seed": seed, "z_shape": list(z_shape), "teacher": state_fingerprint(teacher),
+            "config": asdict(cfg)}
+
+
 def _set_lr(opt, base, step, warmup):
     for g in opt.param_groups:
         g["lr"] = base * (min(step / warmup, 1.0) if warmup > 0 else 1.0)
@@ -214,8 +220,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     start, steps_g, steps_f = 0, 0, 0
 
     if run_dir is not None:
-        run_dir = prepare_run_dir(run_dir, {"kind": "dmd", "seed": seed, "z_shape": list(z_shape),
-                                            "teacher": state_fingerprint(real), "config": asdict(cfg)})
+        run_dir = prepare_run_dir(run_dir, run_config(real, z_shape, cfg, seed))
         final = run_dir / "result.pt"
         path = final if final.exists() else run_dir / "checkpoint.pt"
         if path.exists():

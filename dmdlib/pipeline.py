@@ -209,17 +209,28 @@ def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="
     go to :func:`dmdlib.dmd.distill` (``data_fn``, ``regression_pairs``, ``speed``).
     """
     dev = resolve_device(device) if isinstance(device, str) else device
-    eval_fn = None
-    if eval_z is not None and eval_phi_8 is not None:
-        def eval_fn(gen, it):
-            with torch.no_grad():
-                g = torch.cat([gen(c.to(dev)).cpu() for c in eval_z.split(p.sample_batch)])
-            return delta_e_record(eval_phi_8, g)
-    tag = config_tag("mnist-student", mnist_teacher_tag(p, seed), float(kimg), p.dmd, p.n_eval, seed)
-    folder = f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg-{name + '-' if name else ''}{tag}"
     return distill(teacher_net, (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution), p.dmd,
-                   run_dir=Path(runs_dir) / folder, seed=seed, device=dev, progress_bar=progress_bar,
-                   eval_fn=eval_fn, desc=f"DMD{' ' + name if name else ''} from {kimg} kimg", **distill_kwargs)
+                   run_dir=student_dir(p, kimg, runs_dir, seed, name), seed=seed, device=dev,
+                   progress_bar=progress_bar, eval_fn=delta_e_eval(p, eval_z, eval_phi_8, dev),
+                   desc=f"DMD{' ' + name if name else ''} from {kimg} kimg", **distill_kwargs)
+
+
+def student_dir(p, kimg: float, runs_dir, seed: int = 0, name: str = "") -> Path:
+    """The run folder of the student distilled from snapshot ``kimg`` (named by snapshot, variant and config)."""
+    tag = config_tag("mnist-student", mnist_teacher_tag(p, seed), float(kimg), p.dmd, p.n_eval, seed)
+    return Path(runs_dir) / f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg-{name + '-' if name else ''}{tag}"
+
+
+def delta_e_eval(p, eval_z, eval_phi_8, device):
+    """An ``eval_fn`` recording Delta_E(Phi_8, G) on the evaluation seeds (None when either is missing)."""
+    if eval_z is None or eval_phi_8 is None:
+        return None
+
+    def eval_fn(gen, it):
+        with torch.no_grad():
+            g = torch.cat([gen(c.to(device)).cpu() for c in eval_z.split(p.sample_batch)])
+        return delta_e_record(eval_phi_8, g)
+    return eval_fn
 
 
 @torch.no_grad()
@@ -326,19 +337,34 @@ def check_snapshots(p, teacher_snapshots) -> list:
 
 
 def distill_snapshots(p, teacher: TeacherResult, kimgs, runs_dir, seed: int = 0, device="auto", eval_z=None,
-                      progress_bar: bool = True) -> dict:
+                      concurrent: bool = False, progress_bar: bool = True) -> dict:
     """One student per teacher snapshot, identical settings and seeds (notebook 04).
 
     Returns ``{kimg: {"teacher": net, "phi_8": Phi_K(eval_z), "student": DMDResult}}``.
-    Students are trained one after another here; see
-    :func:`dmdlib.dmd.distill_concurrent` for training them in one process.
+    ``concurrent=True`` trains the students side by side in one loop
+    (:func:`dmdlib.concurrent.distill_concurrent`, the same computation);
+    otherwise one after another. Both write and reuse the same run folders.
     """
     dev = resolve_device(device) if isinstance(device, str) else device
     out = {}
     for kimg in kimgs:
         net = mnist_snapshot(p, teacher, kimg, device=dev)
         phi = phi_k(net, eval_z.to(dev), p.k, batch_size=p.sample_batch).cpu() if eval_z is not None else None
-        student = distill_mnist(p, net, kimg, runs_dir, seed=seed, device=dev, eval_z=eval_z, eval_phi_8=phi,
-                                progress_bar=progress_bar)
-        out[float(kimg)] = {"teacher": net, "phi_8": phi, "student": student}
+        out[float(kimg)] = {"teacher": net, "phi_8": phi}
+    if concurrent:
+        from .concurrent import distill_concurrent
+
+        ks = list(out)
+        shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
+        students = distill_concurrent([out[k]["teacher"] for k in ks], shape, p.dmd,
+                                      run_dirs=[student_dir(p, k, runs_dir, seed) for k in ks], seed=seed,
+                                      device=dev, progress_bar=progress_bar,
+                                      eval_fns=[delta_e_eval(p, eval_z, out[k]["phi_8"], dev) for k in ks],
+                                      desc="DMD students")
+        for k, st in zip(ks, students):
+            out[k]["student"] = st
+    else:
+        for k, r in out.items():
+            r["student"] = distill_mnist(p, r["teacher"], k, runs_dir, seed=seed, device=dev, eval_z=eval_z,
+                                         eval_phi_8=r["phi_8"], progress_bar=progress_bar)
     return out

@@ -197,13 +197,18 @@ class _Float32AttentionWeights(torch.autograd.Function):
     without float32 copies being stored for autograd.
     """
 
+    generate_vmap_rule = True   # torch.func.vmap support (students trained side by side, dmd.distill_concurrent)
+
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def forward(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         root_c = math.sqrt(k.shape[1])
         logits = torch.einsum("ncq,nck->nqk", q.to(torch.float32), (k / root_c).to(torch.float32))
-        w = logits.softmax(dim=2).to(q.dtype)
-        ctx.save_for_backward(q, k, w)
-        return w
+        return logits.softmax(dim=2).to(q.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        q, k = inputs
+        ctx.save_for_backward(q, k, output)
 
     @staticmethod
     def backward(ctx, grad_w: torch.Tensor):

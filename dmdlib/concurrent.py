@@ -1,0 +1,261 @@
+"""Several DMD students trained side by side in one process (the teacher-convergence sweep of notebook 04).
+
+The students of a sweep share the architecture, the DMD configuration and
+the seed; each distils its own teacher snapshot. Their parameters are
+stacked (``torch.func.stack_module_state``) and the three networks of all
+students are evaluated with ``torch.func.vmap``, so S students cost one
+pass of S-wide batched kernels per step instead of S sequential passes: on
+a GPU this removes most of the launch overhead of small per-student
+batches.
+
+The computation is :func:`dmdlib.dmd.distill`'s, for every student:
+
+* with one seed, distill's draws (z, sigma indices, eps) do not depend on
+  the networks, so one shared draw per step is exactly what each
+  sequential run draws;
+* AdamW acts element by element, so one optimizer over the stacked
+  parameters performs each student's own update, warm-up included;
+* gradient-norm clipping is per student (the norm of that student's slice);
+* losses are per student (the stacked loss is their sum, whose gradient
+  with respect to a student's slice is that student's gradient).
+
+Results equal sequential ones up to floating-point summation order (tested).
+Each finished student is written to its own run folder in distill's format,
+so the sequential path reloads it, and vice versa. The group keeps one
+resumable checkpoint while it trains. Only the paper's setting is supported
+(no GAN or regression term); ``speed`` may enable TF32 and bf16 autocast,
+not compilation or channels_last.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from . import accel
+from .dmd import DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss, run_config, _set_lr
+from .presets import DMDConfig
+from .runs import (atomic_torch_save, check_finite, check_stop_after, config_tag, load_checkpoint, make_generator,
+                   prepare_run_dir, resolve_device)
+from .schedule import band_indices, karras_table
+
+
+def _bind(base: nn.Module, params: dict, buffers: dict):
+    """A denoiser callable D(x, sigma, labels) running ``base`` with the given (unstacked) weights."""
+    return lambda x, sigma, labels=None: functional_call(base, (params, buffers), (x, sigma, labels))
+
+
+def clip_stacked_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Per-student gradient-norm clipping of stacked parameters [S, ...] (torch's rule: coef = max/(norm+1e-6) <= 1).
+
+    Returns the S norms before clipping.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([g.detach().flatten(1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.reshape(-1, *([1] * (g.ndim - 1))).to(g.dtype))
+    return norms
+
+
+def _unstack_into(module: nn.Module, stacked: dict, s: int) -> nn.Module:
+    with torch.no_grad():
+        own = dict(module.named_parameters())
+        own.update(dict(module.named_buffers()))
+        for name, t in stacked.items():
+            own[name].copy_(t[s])
+    return module
+
+
+def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDConfig, run_dirs=None, seed: int = 0,
+                       device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
+                       eval_fns: Optional[Sequence[Optional[Callable]]] = None, sigma_data: float = 0.5,
+                       desc: str = "DMD (concurrent)", speed: Optional[accel.Speed] = None) -> list:
+    """Distil each of ``teachers`` (same architecture) into its own one-step student, all in one loop.
+
+    ``run_dirs`` (one per teacher, or None) are the folders distill() would
+    use; finished students are loaded from them, students with a partial
+    sequential checkpoint are finished by distill(), and the rest train
+    together (group checkpoint in ``<parent of run_dirs[0]>/concurrent-<tag>``).
+    ``eval_fns[i](G_i, iteration)`` as distill's ``eval_fn``. Returns one
+    :class:`DMDResult` per teacher, in order.
+    """
+    from tqdm.auto import tqdm
+
+    check_stop_after(stop_after)
+    n = len(teachers)
+    if n < 1:
+        raise ValueError("teachers must hold at least one denoiser")
+    if cfg.regression_weight > 0 or cfg.gan_d_weight > 0 or cfg.gan_g_weight > 0:
+        raise ValueError("distill_concurrent supports DMD alone (regression_weight and the GAN weights must be 0); "
+                         "use distill() for the ablation variants")
+    run_dirs = [None] * n if run_dirs is None else list(run_dirs)
+    eval_fns = [None] * n if eval_fns is None else list(eval_fns)
+    if len(run_dirs) != n or len(eval_fns) != n:
+        raise ValueError(f"run_dirs and eval_fns need one entry per teacher ({n})")
+    if sum(d is None for d in run_dirs) not in (0, n):
+        raise ValueError("run_dirs must be all paths or all None")
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+
+    results: list = [None] * n
+    todo = []
+    for i, (t, d) in enumerate(zip(teachers, run_dirs)):
+        if d is not None:
+            d = prepare_run_dir(d, run_config(t, z_shape, cfg, seed))
+            run_dirs[i] = d
+            if (d / "result.pt").exists() or (d / "checkpoint.pt").exists():   # finished, or begun sequentially
+                results[i] = distill(t, z_shape, cfg, run_dir=d, seed=seed, device=dev, progress_bar=progress_bar,
+                                     eval_fn=eval_fns[i], sigma_data=sigma_data, speed=speed,
+                                     desc=f"{desc} [{i}] (sequential)")
+                continue
+        todo.append(i)
+    if not todo:
+        return results
+
+    reals = [copy.deepcopy(teachers[i]).to(dev).eval().requires_grad_(False) for i in todo]
+    gens = [OneStepGenerator(copy.deepcopy(teachers[i]).requires_grad_(True)).to(dev).train() for i in todo]
+    fakes = [copy.deepcopy(teachers[i]).requires_grad_(True).to(dev).train() for i in todo]
+    rp, rb = stack_module_state(reals)
+    gp, gb = stack_module_state(gens)
+    fp, fb = stack_module_state(fakes)
+    rp = {k: v.detach() for k, v in rp.items()}
+    real_base, gen_base, fake_base = (copy.deepcopy(m[0]).to("meta") for m in (reals, gens, fakes))
+    if speed is not None:
+        accel.set_tf32(speed.tf32)
+    okw = accel.optimizer_kwargs(dev, speed)
+    opt_g = torch.optim.AdamW(list(gp.values()), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                              **okw)
+    opt_f = torch.optim.AdamW(list(fp.values()), lr=cfg.lr_fake, betas=tuple(cfg.betas),
+                              weight_decay=cfg.weight_decay, **okw)
+    rng = make_generator(seed, dev)
+    table = karras_table(cfg.table_size).to(dev, torch.float32)
+    lo, hi = band_indices(cfg.table_size, *cfg.band)
+    logs = [{"dm": {"iteration": [], "value": []}, "fake": {"iteration": [], "value": []}, "eval": []} for _ in todo]
+    start, steps_g, steps_f = 0, 0, 0
+
+    group_dir = None
+    if run_dirs[0] is not None:
+        names = [run_dirs[i].name for i in todo]
+        group_dir = prepare_run_dir(Path(run_dirs[todo[0]]).parent / f"concurrent-{config_tag(names)}",
+                                    {"kind": "dmd-concurrent", "members": names, "seed": seed,
+                                     "config": run_config(reals[0], z_shape, cfg, seed)["config"]})
+        if (group_dir / "checkpoint.pt").exists():
+            ck = load_checkpoint(group_dir / "checkpoint.pt", map_location=dev)
+            with torch.no_grad():
+                for mine, saved in ((gp, ck["gen"]), (fp, ck["fake"])):
+                    for k, v in mine.items():
+                        v.copy_(saved[k])
+            opt_g.load_state_dict(ck["opt_g"])
+            opt_f.load_state_dict(ck["opt_f"])
+            rng.set_state(ck["rng"].to("cpu", torch.uint8))
+            start, steps_g, steps_f, logs = int(ck["iteration"]), int(ck["steps_g"]), int(ck["steps_f"]), ck["logs"]
+
+    def gen_one(p, b, z):
+        return functional_call(gen_base, (p, b), (z,))
+
+    def dm_grad_one(fp_, fb_, rp_, rb_, x, sigma, eps):
+        return dm_gradient(x, _bind(fake_base, fp_, fb_), _bind(real_base, rp_, rb_), sigma, eps)
+
+    def fake_loss_one(fp_, fb_, x, sigma, eps):
+        return fake_score_loss(_bind(fake_base, fp_, fb_), x, sigma, eps, sigma_data)
+
+    G = vmap(gen_one, in_dims=(0, 0, None))
+    DMG = vmap(dm_grad_one, in_dims=(0, 0, 0, 0, 0, None, None))
+    FSL = vmap(fake_loss_one, in_dims=(0, 0, 0, None, None))
+    DML = vmap(dm_loss)
+    amp = lambda: accel.autocast(dev, speed)  # noqa: E731
+
+    def evaluate(it):
+        for j, i in enumerate(todo):
+            if eval_fns[i] is not None and not any(e["iteration"] == it for e in logs[j]["eval"]):
+                g = _unstack_into(gens[j], gp, j).eval()
+                out = {k: float(v) for k, v in eval_fns[i](g, it).items()}
+                g.train()
+                logs[j]["eval"].append({"iteration": it, **out})
+
+    def save_group():
+        atomic_torch_save({"gen": {k: v.detach() for k, v in gp.items()}, "fake": {k: v.detach() for k, v in fp.items()},
+                           "opt_g": opt_g.state_dict(), "opt_f": opt_f.state_dict(), "rng": rng.get_state(),
+                           "iteration": it_done, "steps_g": steps_g, "steps_f": steps_f, "logs": logs},
+                          group_dir / "checkpoint.pt")
+
+    if start == 0:
+        evaluate(0)
+    it_done = start
+    win_dm, win_f = [], []
+    bar = tqdm(total=cfg.iterations, initial=start, desc=f"{desc} x{len(todo)}", disable=not progress_bar, leave=False)
+    for it in range(start, cfg.iterations):
+        z = torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev)
+        if it % cfg.gen_every == 0:
+            with amp():
+                x = G(gp, gb, z).float()                                    # [S, B, ...]
+            idx = torch.randint(lo, hi + 1, (cfg.batch_size,), generator=rng, device=dev)
+            eps = torch.randn(x.shape[1:], generator=rng, device=dev)
+            with amp():
+                grad = DMG(fp, fb, rp, rb, x, table[idx], eps).float()
+            loss_dm = DML(x, grad)                                          # [S]
+            opt_g.zero_grad(set_to_none=True)
+            loss_dm.sum().backward()
+            clip_stacked_(list(gp.values()), cfg.grad_clip)
+            _set_lr(opt_g, cfg.lr, steps_g, cfg.warmup_steps)
+            opt_g.step()
+            steps_g += 1
+            win_dm.append(loss_dm.detach())
+            x = x.detach()
+        else:
+            with torch.no_grad(), amp():
+                x = G(gp, gb, z).float()
+        idx = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
+        eps = torch.randn(x.shape[1:], generator=rng, device=dev)
+        with amp():
+            loss_f = FSL(fp, fb, x, table[idx], eps).float()               # [S]
+        opt_f.zero_grad(set_to_none=True)
+        loss_f.sum().backward()
+        clip_stacked_(list(fp.values()), cfg.grad_clip)
+        _set_lr(opt_f, cfg.lr_fake, steps_f, cfg.warmup_steps)
+        opt_f.step()
+        steps_f += 1
+        win_f.append(loss_f.detach())
+        it_done = m = it + 1
+        bar.update(1)
+
+        if m % cfg.log_every == 0 or m == cfg.iterations:
+            dm = torch.stack(win_dm).mean(0).tolist() if win_dm else [None] * len(todo)
+            fk = torch.stack(win_f).mean(0).tolist()
+            for j, i in enumerate(todo):
+                for key, v in (("dm", dm[j]), ("fake", fk[j])):
+                    if v is None:
+                        continue
+                    if not math.isfinite(v):
+                        bar.close()
+                        check_finite(v, f"{key} loss (student {i})", m - len(win_f) + 1, m, desc, group_dir,
+                                     "lower the learning rates or check the teachers")
+                    logs[j][key]["iteration"].append(m)
+                    logs[j][key]["value"].append(v)
+            win_dm, win_f = [], []
+        if cfg.eval_every and (m % cfg.eval_every == 0 or m == cfg.iterations):
+            evaluate(m)
+        if group_dir is not None and m % cfg.checkpoint_every == 0 and m < cfg.iterations:
+            save_group()
+        if stop_after is not None and m - start >= stop_after:
+            break
+    bar.close()
+
+    finished = it_done >= cfg.iterations
+    if finished:
+        evaluate(cfg.iterations)
+    for j, i in enumerate(todo):
+        gen = _unstack_into(gens[j], {**gp, **gb}, j)
+        fake = _unstack_into(fakes[j], {**fp, **fb}, j)
+        results[i] = DMDResult(gen, fake, logs[j], it_done, start)
+        if finished and run_dirs[i] is not None:
+            atomic_torch_save({"generator": gen.state_dict(), "fake": fake.state_dict(), "iteration": it_done,
+                               "steps_g": steps_g, "steps_f": steps_f, "logs": logs[j]}, run_dirs[i] / "result.pt")
+    if finished and group_dir is not None:
+        (group_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return results
