@@ -43,8 +43,19 @@ def test_smoke_book_builds(tmp_path):
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert (build / "_build" / "html" / "index.html").exists()
+    # the MNIST chapters share one teacher: a single teacher run folder
+    assert len(list((build / "outputs" / "smoke" / "mnist-runs").glob("teacher-*"))) == 1
     for nb in NOTEBOOKS:
         metrics = json.loads((build / "outputs" / "smoke" / nb.stem / "metrics.json").read_text())
         assert metrics["preset"] == "smoke"
+        if nb.stem.startswith("03"):
+            assert set(metrics["variants"]) == {"baseline", "gan", "regression"}
+            assert set(metrics["memorisation"]["fractions"]) == {"0.3333", "0.25", "0.1", "0.05"}
+        if nb.stem.startswith("04"):
+            assert [s["teacher_kimg"] for s in metrics["students"]] == [0.128, 0.256]
+            assert all(s["delta_e"] >= 0 for s in metrics["students"])
+        if nb.stem.startswith("05"):
+            assert {"pearson_average", "spearman_average", "pearson_nearest",
+                    "spearman_nearest"} <= set(metrics["correlations"])
         html = build / "_build" / "html" / "notebooks" / f"{nb.stem}.html"
         assert html.exists()
