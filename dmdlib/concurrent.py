@@ -63,6 +63,15 @@ def clip_stacked_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tens
     return norms
 
 
+def _update(opt, losses: torch.Tensor, params: list, lr: float, step: int, cfg: DMDConfig) -> None:
+    """One optimizer step for every student: backward of the summed per-student losses, per-student clipping."""
+    opt.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    clip_stacked_(params, cfg.grad_clip)
+    _set_lr(opt, lr, step, cfg.warmup_steps)
+    opt.step()
+
+
 def _unstack_into(module: nn.Module, stacked: dict, s: int) -> nn.Module:
     with torch.no_grad():
         own = dict(module.named_parameters())
@@ -199,11 +208,7 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
             with amp():
                 grad = DMG(fp, fb, rp, rb, x, table[idx], eps).float()
             loss_dm = DML(x, grad)                                          # [S]
-            opt_g.zero_grad(set_to_none=True)
-            loss_dm.sum().backward()
-            clip_stacked_(list(gp.values()), cfg.grad_clip)
-            _set_lr(opt_g, cfg.lr, steps_g, cfg.warmup_steps)
-            opt_g.step()
+            _update(opt_g, loss_dm, list(gp.values()), cfg.lr, steps_g, cfg)
             steps_g += 1
             win_dm.append(loss_dm.detach())
             x = x.detach()
@@ -214,11 +219,7 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
         eps = torch.randn(x.shape[1:], generator=rng, device=dev)
         with amp():
             loss_f = FSL(fp, fb, x, table[idx], eps).float()               # [S]
-        opt_f.zero_grad(set_to_none=True)
-        loss_f.sum().backward()
-        clip_stacked_(list(fp.values()), cfg.grad_clip)
-        _set_lr(opt_f, cfg.lr_fake, steps_f, cfg.warmup_steps)
-        opt_f.step()
+        _update(opt_f, loss_f, list(fp.values()), cfg.lr_fake, steps_f, cfg)
         steps_f += 1
         win_f.append(loss_f.detach())
         it_done = m = it + 1
