@@ -38,7 +38,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from . import accel
-from .dmd import DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss, run_config, _set_lr
+from .dmd import (DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss, log_due, run_config,
+                  teacher_sigma_data, _set_lr)
 from .presets import DMDConfig
 from .runs import (atomic_torch_save, check_finite, check_stop_after, config_tag, load_checkpoint, make_generator,
                    prepare_run_dir, resolve_device)
@@ -63,12 +64,12 @@ def clip_stacked_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tens
     return norms
 
 
-def _update(opt, losses: torch.Tensor, params: list, lr: float, step: int, cfg: DMDConfig) -> None:
+def _update(opt, losses: torch.Tensor, params: list, lr: float, iteration: int, cfg: DMDConfig) -> None:
     """One optimizer step for every student: backward of the summed per-student losses, per-student clipping."""
     opt.zero_grad(set_to_none=True)
     losses.sum().backward()
     clip_stacked_(params, cfg.grad_clip)
-    _set_lr(opt, lr, step, cfg.warmup_steps)
+    _set_lr(opt, lr, iteration, cfg.warmup_steps)
     opt.step()
 
 
@@ -81,9 +82,10 @@ def _unstack_into(module: nn.Module, stacked: dict, s: int) -> nn.Module:
     return module
 
 
+@accel.tf32_from_speed
 def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDConfig, run_dirs=None, seed: int = 0,
                        device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
-                       eval_fns: Optional[Sequence[Optional[Callable]]] = None, sigma_data: float = 0.5,
+                       eval_fns: Optional[Sequence[Optional[Callable]]] = None, sigma_data: Optional[float] = None,
                        desc: str = "DMD (concurrent)", speed: Optional[accel.Speed] = None) -> list:
     """Distil each of ``teachers`` (same architecture) into its own one-step student, all in one loop.
 
@@ -110,6 +112,7 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     if sum(d is None for d in run_dirs) not in (0, n):
         raise ValueError("run_dirs must be all paths or all None")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    sigma_data = teacher_sigma_data(teachers[0], sigma_data)
 
     results: list = [None] * n
     todo = []
@@ -134,8 +137,6 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     fp, fb = stack_module_state(fakes)
     rp = {k: v.detach() for k, v in rp.items()}
     real_base, gen_base, fake_base = (copy.deepcopy(m[0]).to("meta") for m in (reals, gens, fakes))
-    if speed is not None:
-        accel.set_tf32(speed.tf32)
     okw = accel.optimizer_kwargs(dev, speed)
     opt_g = torch.optim.AdamW(list(gp.values()), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
                               **okw)
@@ -208,7 +209,7 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
             with amp():
                 grad = DMG(fp, fb, rp, rb, x, table[idx], eps).float()
             loss_dm = DML(x, grad)                                          # [S]
-            _update(opt_g, loss_dm, list(gp.values()), cfg.lr, steps_g, cfg)
+            _update(opt_g, loss_dm, list(gp.values()), cfg.lr, it, cfg)
             steps_g += 1
             win_dm.append(loss_dm.detach())
             x = x.detach()
@@ -219,13 +220,13 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
         eps = torch.randn(x.shape[1:], generator=rng, device=dev)
         with amp():
             loss_f = FSL(fp, fb, x, table[idx], eps).float()               # [S]
-        _update(opt_f, loss_f, list(fp.values()), cfg.lr_fake, steps_f, cfg)
+        _update(opt_f, loss_f, list(fp.values()), cfg.lr_fake, it, cfg)
         steps_f += 1
         win_f.append(loss_f.detach())
         it_done = m = it + 1
         bar.update(1)
 
-        if m % cfg.log_every == 0 or m == cfg.iterations:
+        if log_due(m, cfg):
             dm = torch.stack(win_dm).mean(0).tolist() if win_dm else [None] * len(todo)
             fk = torch.stack(win_f).mean(0).tolist()
             for j, i in enumerate(todo):

@@ -18,8 +18,11 @@ Three networks share the teacher's architecture:
   whose gradient with respect to x is ``grad`` / (number of entries).
 
 Both networks use AdamW (betas 0.9/0.999, weight decay 0.01) with a linear
-warm-up over each optimizer's first ``warmup_steps`` steps, and gradient-norm
-clipping. Further generator terms add to the ``losses`` dictionary of the
+warm-up and gradient-norm clipping. The warm-up counts *iterations* for both
+optimizers, as in DMD2, whose two schedulers step every iteration: at
+iteration ``it`` the learning rate is ``lr * min(it / warmup_steps, 1)``, so
+the generator reaches its full rate after ``warmup_steps / gen_every`` of its
+own updates (100 for the paper's 500 and 1:5). Further generator terms add to the ``losses`` dictionary of the
 generator turn; the DM term alone is the paper's setting. Implemented:
 
 * ``regression_weight > 0``: DMD (v1)'s regression term, pulling G(z) towards
@@ -150,21 +153,43 @@ def state_fingerprint(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def teacher_sigma_data(teacher: nn.Module, sigma_data: Optional[float] = None) -> float:
+    """``sigma_data`` if given, else the teacher's (an EDMPrecond's attribute), else EDM's 0.5."""
+    if sigma_data is not None:
+        if not sigma_data > 0:
+            raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
+        return float(sigma_data)
+    return float(getattr(teacher, "sigma_data", 0.5))
+
+
 def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int) -> dict:
     """What identifies a DMD run (recorded in its folder; a different one is refused there)."""
     return {"kind": "dmd", "seed": seed, "z_shape": list(z_shape), "teacher": state_fingerprint(teacher),
             "config": asdict(cfg)}
 
 
-def _set_lr(opt, base, step, warmup):
+def warmup_lr(base: float, iteration: int, warmup: int) -> float:
+    """The learning rate at DMD ``iteration`` (0-based): ``base * min(iteration / warmup, 1)`` (DMD2's schedule)."""
+    return base * (min(iteration / warmup, 1.0) if warmup > 0 else 1.0)
+
+
+def _set_lr(opt, base, iteration, warmup):
     for g in opt.param_groups:
-        g["lr"] = base * (min(step / warmup, 1.0) if warmup > 0 else 1.0)
+        g["lr"] = warmup_lr(base, iteration, warmup)
 
 
+def log_due(n: int, cfg: DMDConfig) -> bool:
+    """Whether the loss windows close after ``n`` iterations: every ``log_every``, at the end, and every
+    ``fine_log_every`` up to ``fine_log_until`` (the early phase that paper Fig. 4 zooms into)."""
+    return (n % cfg.log_every == 0 or n == cfg.iterations
+            or (cfg.fine_log_every > 0 and n <= cfg.fine_log_until and n % cfg.fine_log_every == 0))
+
+
+@accel.tf32_from_speed
 def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, seed: int = 0,
             device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
             eval_fn: Optional[Callable[[OneStepGenerator, int], dict]] = None,
-            sigma_data: float = 0.5, desc: str = "DMD", speed: Optional[accel.Speed] = None,
+            sigma_data: Optional[float] = None, desc: str = "DMD", speed: Optional[accel.Speed] = None,
             regression_pairs: Optional[tuple] = None,
             data_fn: Optional[Callable[[int, torch.Generator], torch.Tensor]] = None) -> DMDResult:
     """Distil ``teacher`` (a denoiser D(x, sigma)) into a one-step generator by DMD.
@@ -175,12 +200,17 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     the run's random generator, and returns a dict of floats recorded in
     ``logs["eval"]``. Checkpointing, resume, caching of finished runs and the
     non-finite guard work as in :func:`dmdlib.teacher.train_teacher`.
+    ``sigma_data`` (the fake-score loss weight 1/sigma^2 + 1/sigma_data^2)
+    defaults to the teacher's own (``teacher.sigma_data`` of an
+    :class:`~dmdlib.precond.EDMPrecond`, else 0.5). ``speed`` as in
+    ``train_teacher`` (None: fp32, TF32 off).
     """
     from tqdm.auto import tqdm
 
     check_stop_after(stop_after)
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    sigma_data = teacher_sigma_data(teacher, sigma_data)
     if cfg.regression_weight > 0:
         if regression_pairs is None or len(regression_pairs) != 2 or regression_pairs[0].shape[0] < 1:
             raise ValueError("regression_weight > 0 needs regression_pairs=(z, phi_k_of_z) with at least one pair")
@@ -190,8 +220,6 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's module is untouched
     gen = OneStepGenerator(copy.deepcopy(teacher).requires_grad_(True)).to(dev).train()
     fake = copy.deepcopy(teacher).requires_grad_(True).to(dev).train()
-    if speed is not None:
-        accel.set_tf32(speed.tf32)
     okw = accel.optimizer_kwargs(dev, speed)
     opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
                               **okw)
@@ -288,7 +316,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
-            _set_lr(opt_g, cfg.lr, steps_g, cfg.warmup_steps)
+            _set_lr(opt_g, cfg.lr, it, cfg.warmup_steps)
             opt_g.step()
             steps_g += 1
             win_dm.append(losses["dm"].detach())
@@ -318,14 +346,14 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         opt_f.zero_grad(set_to_none=True)
         loss_f.backward()
         torch.nn.utils.clip_grad_norm_([q for g in opt_f.param_groups for q in g["params"]], cfg.grad_clip)
-        _set_lr(opt_f, cfg.lr_fake, steps_f, cfg.warmup_steps)
+        _set_lr(opt_f, cfg.lr_fake, it, cfg.warmup_steps)
         opt_f.step()
         steps_f += 1
         win_f.append(loss_f.detach())
         result.iterations = n = it + 1
         bar.update(1)
 
-        if n % cfg.log_every == 0 or n == cfg.iterations:
+        if log_due(n, cfg):
             vals = {"dm": torch.stack(win_dm).mean().item() if win_dm else None,
                     "fake": torch.stack(win_f).mean().item()}
             if "regression" in logs:

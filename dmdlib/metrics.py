@@ -106,38 +106,118 @@ def delta_e(teacher, student) -> float:
     return pairing_inefficiency(teacher, student)
 
 
-def delta_e_bootstrap(teacher, student, n_boot: int = 200, level: float = 0.95,
-                      seed: int = 0) -> dict:
-    """Delta_E with a basic (reverse-percentile) bootstrap confidence interval over seed pairs.
+def delta_e_interval(pairs, level: float = 0.95) -> dict:
+    """Delta_E with a Student-t interval over R independent seed sets (the book's estimator of record).
 
-    Each replicate resamples the N pairs (z_i -> (x_i, y_i)) with replacement
-    and recomputes Delta_E. A resample holds fewer distinct points, and the
-    optimal assignment of fewer points is costlier, so replicates are biased
-    *low* (strongly so when Delta_E is near 0, where the plain percentile
-    interval can exclude the estimate itself). The basic interval
-    [2 d - q_hi, 2 d - q_lo] (clipped at 0) corrects for that shift; when the
-    shift exceeds the replicates' spread (Delta_E very near 0) the corrected
-    interval lies entirely above the raw estimate. ``boot_mean`` reports the
-    replicates' mean, so the bias ``boot_mean - delta_e`` can be read off.
-    Returns ``{"delta_e", "ci_low", "ci_high", "level", "n_boot", "std", "boot_mean"}``.
+    ``pairs`` is a sequence of ``(teacher_outputs, student_outputs)``, each
+    pair computed on its own, independent set of N noise seeds (all sets of
+    the same N). Delta_E-hat_N of every set is one i.i.d. draw of the
+    statistic, so their mean estimates E[Delta_E-hat_N] and the interval
+    mean +- t_{R-1, (1+level)/2} sd / sqrt(R) covers it at ``level`` (for
+    R >= 10 the mean of R draws is close to normal). The target is
+    E[Delta_E-hat_N] at this N, not the N -> infinity limit: the estimator
+    grows with N, so values compare only at equal N (the paper: N = 1000).
+
+    Never resample seed pairs with replacement instead: duplicated points make
+    the optimal assignment cheaper, so bootstrap replicates are biased low
+    and a reflected interval can lie entirely above the estimate.
+
+    Returns ``{"delta_e", "ci_low", "ci_high", "sd", "n", "r", "level",
+    "values", "e_dt", "e_ot"}``; ``values`` are the R per-set estimates and
+    ``e_dt``/``e_ot`` the means of the per-set energies. ``ci_low`` is not
+    clipped at 0 (a mean of non-negative values has a symmetric interval).
+    An infinite per-set value (E_OT = 0 with E_DT > 0) gives an infinite
+    estimate and interval. Raises ``ValueError`` for fewer than 2 sets,
+    unequal N, mismatched shapes or a level outside (0, 1).
     """
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    from scipy import stats
+
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    try:
+        pairs = list(pairs)
+    except TypeError:
+        raise ValueError("pairs must be a sequence of (teacher_outputs, student_outputs) tuples") from None
+    if len(pairs) < 2:
+        raise ValueError(f"pairs: need at least 2 independent seed sets for an interval, got {len(pairs)}")
+    recs, n = [], None
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"pairs[{i}] must be a (teacher_outputs, student_outputs) pair")
+        t, s = pair
+        try:
+            rec = delta_e_record(t, s)
+        except ValueError as e:
+            raise ValueError(f"pairs[{i}]: {e}") from None
+        size = int(_as_2d_float64(t, "teacher").shape[0])
+        if n is None:
+            n = size
+        elif size != n:
+            raise ValueError(f"pairs: every seed set must have the same N; pairs[0] has N = {n}, "
+                             f"pairs[{i}] has N = {size}")
+        recs.append(rec)
+    values = np.array([r["delta_e"] for r in recs], dtype=np.float64)
+    r = len(values)
+    mean = float(values.mean())
+    if np.isfinite(values).all():
+        sd = float(values.std(ddof=1))
+        half = float(stats.t.ppf(0.5 + level / 2, r - 1)) * sd / math.sqrt(r)
+    else:
+        sd, half = math.inf, math.inf
+    return {"delta_e": mean, "ci_low": mean - half, "ci_high": mean + half, "sd": sd, "n": n, "r": r,
+            "level": float(level), "values": values.tolist(),
+            "e_dt": float(np.mean([x["e_dt"] for x in recs])), "e_ot": float(np.mean([x["e_ot"] for x in recs]))}
+
+
+def split_sets(a, r: int) -> list:
+    """Split [R*N, ...] outputs on consecutive seed sets into R arrays of N (the layout of ``eval_seed_sets``)."""
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"r must be an integer >= 1, got {r!r}")
+    if a.shape[0] % r:
+        raise ValueError(f"{a.shape[0]} outputs do not split into {r} sets of equal size")
+    n = a.shape[0] // r
+    return [a[i * n:(i + 1) * n] for i in range(r)]
+
+
+def delta_e_sets(teacher, student, r: int, level: float = 0.95) -> dict:
+    """:func:`delta_e_interval` for outputs stacked over R consecutive, independent seed sets [R*N, ...]."""
+    return delta_e_interval(list(zip(split_sets(teacher, r), split_sets(student, r))), level=level)
+
+
+def delta_e_vs_n(teacher, student, ns, max_sets: int = 10, level: float = 0.95) -> list:
+    """Delta_E-hat_N against N from one pool of independent seeds [M, ...] (the estimator's N dependence).
+
+    For each N in ``ns`` the pool is cut into ``min(max_sets, M // N)``
+    disjoint consecutive sets of N seeds; with two or more sets the entry
+    carries :func:`delta_e_interval`'s interval, with one only the value.
+    Returns a list of dicts ``{"n", "r", "delta_e", "ci_low", "ci_high", "sd"}``.
+    """
     x, y = _validate(teacher, student)
-    rng = np.random.default_rng(seed)
-    reps = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, x.shape[0], x.shape[0])
-        reps.append(pairing_inefficiency(x[idx], y[idx]))
-    reps = np.asarray(reps)
-    d = pairing_inefficiency(x, y)
-    a = (1 - level) / 2
-    q_lo, q_hi = np.quantile(reps, a), np.quantile(reps, 1 - a)
-    return {"delta_e": d, "ci_low": float(max(0.0, 2 * d - q_hi)), "ci_high": float(max(0.0, 2 * d - q_lo)),
-            "level": level, "n_boot": n_boot, "std": float(reps.std(ddof=1)), "boot_mean": float(reps.mean()),
-            "method": "basic bootstrap over seed pairs"}
+    out = []
+    for n in ns:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= x.shape[0]:
+            raise ValueError(f"ns: every N must be an integer in [2, {x.shape[0]}] (the pool size), got {n!r}")
+        n = int(n)
+        r = min(max_sets, x.shape[0] // n)
+        sets = [(x[i * n:(i + 1) * n], y[i * n:(i + 1) * n]) for i in range(r)]
+        if r >= 2:
+            d = delta_e_interval(sets, level=level)
+            out.append({k: d[k] for k in ("n", "r", "delta_e", "ci_low", "ci_high", "sd")})
+        else:
+            v = pairing_inefficiency(*sets[0])
+            out.append({"n": n, "r": 1, "delta_e": v, "ci_low": None, "ci_high": None, "sd": None})
+    return out
+
+
+def random_pairing(student, seed: int = 0):
+    """The student's outputs under a random permutation of the seeds: the no-information reference level.
+
+    Delta_E(teacher, random_pairing(student)) is what a student with no
+    memory of the teacher's pairing (but the same output distribution) scores.
+    """
+    n = student.shape[0]
+    perm = np.random.default_rng(seed).permutation(n)
+    return student[torch.as_tensor(perm)] if torch.is_tensor(student) else np.asarray(student)[perm]
 
 
 def pca_projection(reference, *others, k: int = 2, center: Optional[np.ndarray] = None):

@@ -6,19 +6,22 @@ from there when the notebook runs again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
+from . import accel, evaluation
 from .data import TOY_DATASETS, sample_toy, support_fraction
 from .dmd import DMDResult, distill
-from .metrics import delta_e_bootstrap, delta_e_record, pairing_inefficiency, transport_energies
+from .evaluation import fit_numbers, reference_levels, student_record, w2_squared
+from .metrics import delta_e_record, delta_e_sets, delta_e_vs_n, pair_distances
 from .nets import MLPNet
 from .precond import EDMPrecond
 from .presets import PRESET_NAMES, ToyPreset, get_preset
-from .runs import config_tag, make_generator, resolve_device
+from .runs import config_tag, derived_seed, make_generator, resolve_device
 from .sampler import phi_k
 from .teacher import TeacherResult, train_teacher
 
@@ -48,78 +51,136 @@ def provenance(result) -> str:
     return f"resumed at iteration {result.started_at} of {result.iterations}"
 
 
-def toy_denoiser(p: ToyPreset) -> EDMPrecond:
-    """The EDM-preconditioned MLP of the toy experiments (5 x 384, 32 Fourier features at `paper`)."""
-    return EDMPrecond(MLPNet(p.dim, p.width, p.depth, p.fourier_dim), sigma_data=p.teacher.sigma_data)
-
-
 @dataclass
 class ToyRun:
     dataset: str
     teacher: TeacherResult
     student: DMDResult
-    z: torch.Tensor                     # [n_eval, dim] shared noise seeds
-    samples: dict = field(default_factory=dict)   # "phi_1", "phi_8", "g", "data": [n_eval, dim] (CPU)
+    z: torch.Tensor                     # [n_sets * n_eval, dim]: R independent sets of N evaluation seeds
+    samples: dict = field(default_factory=dict)   # "phi_1", "phi_8", "g", "data": the first set's N samples (CPU)
     metrics: dict = field(default_factory=dict)
+    teacher_2: Optional[TeacherResult] = None     # the second teacher (another seed): the reproducibility level
+
+
+def stream_noise(n: int, shape: tuple, seed: int, stream: str) -> torch.Tensor:
+    """n standard normal draws [n, *shape] (CPU) from the run's independent random stream ``stream``."""
+    g = make_generator(derived_seed(seed, stream), "cpu")
+    return torch.randn((n, *shape), generator=g)
+
+
+def eval_seed_sets(r: int, n: int, shape: tuple, seed: int) -> torch.Tensor:
+    """The evaluation seeds: R disjoint, independent sets of N, stacked as [R*N, *shape] (set i = rows iN..iN+N-1).
+
+    They come from their own stream (``"eval"``), independent of every
+    training, data and regression generator; set 0 is also the set on which
+    Delta_E is followed along distillation.
+    """
+    g = make_generator(derived_seed(seed, "eval"), "cpu")
+    return torch.cat([torch.randn((n, *shape), generator=g) for _ in range(r)])   # set by set: set 0 = eval_noise(n)
 
 
 def eval_noise(n: int, shape: tuple, seed: int) -> torch.Tensor:
-    """The evaluation seeds z_1..z_n (CPU, independent of every training generator)."""
-    g = make_generator(10_000 + seed, "cpu")
-    return torch.randn((n, *shape), generator=g)
+    """The first n evaluation seeds (= the first rows of :func:`eval_seed_sets`)."""
+    return stream_noise(n, shape, seed, "eval")
+
+
+def toy_sigma_data(p: ToyPreset, dataset: str) -> float:
+    """The toy teacher's sigma_data: the preset's number, or the data set's own std for ``"data"``."""
+    from .data.toy import data_std
+
+    return data_std(dataset, p.dim) if p.sigma_data == "data" else float(p.sigma_data)
+
+
+def train_toy_teacher(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu",
+                      progress_bar: bool = True) -> TeacherResult:
+    """The toy teacher of ``dataset`` with seed ``seed`` (network initialisation and training draws)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    cfg = replace(p.teacher, sigma_data=toy_sigma_data(p, dataset))
+    tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, cfg, seed)
+    torch.manual_seed(seed)  # network initialisation
+    net = EDMPrecond(MLPNet(p.dim, p.width, p.depth, p.fourier_dim), sigma_data=cfg.sigma_data)
+    data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
+    return train_teacher(net, data_fn, cfg, run_dir=Path(root) / f"teacher-{tag}", seed=seed, device=dev,
+                         progress_bar=progress_bar, desc=f"{dataset} teacher (seed {seed})",
+                         speed=accel.default_speed(dev))
+
+
+def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None):
+    """An ``eval_fn`` recording Delta_E(Phi_K, G) (with E_DT, E_OT) on one fixed seed set along distillation."""
+    def eval_fn(gen, it):
+        with torch.no_grad():
+            chunks = eval_z.split(batch) if batch else (eval_z,)
+            g = torch.cat([gen(c.to(device)).cpu() for c in chunks])
+        return delta_e_record(phi_k_of_z, g)
+    return eval_fn
 
 
 def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, device="auto",
             progress_bar: bool = True) -> ToyRun:
-    """Train the toy teacher, distil the student and evaluate Delta_E on shared seeds."""
+    """Teacher, second teacher, student, and the full evaluation of one toy data set (notebook 01).
+
+    Delta_E(Phi_K, G) over ``n_sets`` independent sets of ``n_eval`` seeds with
+    its interval; the reference levels (start, random pairing, second
+    teacher); Delta_E against N; the fit of teacher and student (W2^2 by
+    exact OT on independent seeds, support fractions) and the convergence
+    verdict (:mod:`dmdlib.evaluation`).
+    """
+    from .data.toy import data_std
+
     if dataset not in TOY_DATASETS:
         raise ValueError(f"unknown toy data set {dataset!r}; allowed: {sorted(TOY_DATASETS)}")
     p = get_preset("toy", preset) if isinstance(preset, str) else preset
     dev = resolve_device(device) if isinstance(device, str) else device
     root = Path(output_dir) / "runs" / dataset
-    t_tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, p.teacher, seed)
-    torch.manual_seed(seed)  # network initialisation
-    net = toy_denoiser(p)
-    data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
-    teacher = train_teacher(net, data_fn, p.teacher, run_dir=root / f"teacher-{t_tag}", seed=seed, device=dev,
-                            progress_bar=progress_bar, desc=f"{dataset} teacher")
-    z = eval_noise(p.n_eval, (p.dim,), seed)
-    phi_8 = phi_k(teacher.ema, z.to(dev), p.k).cpu()
+    teacher = train_toy_teacher(dataset, p, root, seed, dev, progress_bar)
+    teacher_2 = train_toy_teacher(dataset, p, root, seed + 1, dev, progress_bar) if p.reference_teacher else None
+    R, N = p.n_sets, p.n_eval
+    z = eval_seed_sets(R, N, (p.dim,), seed)
     z_dev = z.to(dev)
-
-    def eval_fn(gen, it):
-        with torch.no_grad():
-            g = gen(z_dev).cpu()
-        return delta_e_record(phi_8, g)
-
-    s_tag = config_tag("toy-student", t_tag, p.dmd, p.k, p.n_eval, seed)
+    phi_8 = phi_k(teacher.ema, z_dev, p.k).cpu()
+    s_tag = config_tag("toy-student", Path(teacher.run_dir).name, p.dmd, p.k, N, seed)
     student = distill(teacher.ema, (p.dim,), p.dmd, run_dir=root / f"student-{s_tag}", seed=seed, device=dev,
-                      progress_bar=progress_bar, eval_fn=eval_fn, desc=f"{dataset} DMD")
+                      progress_bar=progress_bar, eval_fn=delta_e_along(z[:N], phi_8[:N], dev),
+                      desc=f"{dataset} DMD", speed=accel.default_speed(dev))
     with torch.no_grad():
         g = student.generator.eval()(z_dev).cpu()
-    data_gen = make_generator(20_000 + seed, "cpu")
-    samples = {"phi_8": phi_8, "phi_1": phi_k(teacher.ema, z_dev, 1).cpu(), "g": g,
-               "data": sample_toy(dataset, p.n_eval, p.dim, generator=data_gen)}
-    data_2 = sample_toy(dataset, p.n_eval, p.dim, generator=data_gen)
-    e_dt, e_ot = transport_energies(phi_8, g)
-    boot = delta_e_bootstrap(phi_8, g, n_boot=p.n_boot, seed=seed)
-    e_dt1, e_ot1 = transport_energies(phi_8, samples["phi_1"])
-    metrics = {"delta_e": boot["delta_e"], "e_dt": e_dt, "e_ot": e_ot,
-               "delta_e_ci": [boot["ci_low"], boot["ci_high"]], "ci_level": boot["level"],
-               "n_eval": p.n_eval, "k": p.k, "phi_1_delta_e": pairing_inefficiency(phi_8, samples["phi_1"]),
-               "phi_1_e_dt": e_dt1, "teacher_iterations": teacher.iterations, "dmd_iterations": student.iterations,
-               "teacher_final_loss": teacher.losses[-1] if teacher.losses else None,
-               # distribution fit: squared W2 between empirical samples (E_OT of independent sets)
-               "w2sq_teacher_data": transport_energies(samples["data"], phi_8)[1],
-               "w2sq_student_data": transport_energies(samples["data"], g)[1],
-               "w2sq_data_data": transport_energies(samples["data"], data_2)[1],
-               # fraction of samples on the data set's support (1.0 for the data up to jitter)
-               "support_data": support_fraction(dataset, samples["data"]),
-               "support_teacher": support_fraction(dataset, phi_8),
-               # the teacher's own distribution is that of the exact ODE; Phi_64 is much closer to it than Phi_8
-               "support_teacher_phi64": support_fraction(dataset, phi_k(teacher.ema, z_dev, 64).cpu()),
-               "support_student": support_fraction(dataset, g)}
-    return ToyRun(dataset, teacher, student, z, samples, metrics)
+    phi_1 = phi_k(teacher.ema, z_dev, 1).cpu()
+    phi_8_2 = phi_k(teacher_2.ema, z_dev, p.k).cpu() if teacher_2 is not None else None
+
+    # the teacher's distribution (Phi at large K) and the data, on their own independent seeds
+    ref = phi_k(teacher.ema, stream_noise(2 * N, (p.dim,), seed, "reference").to(dev), p.k_ref).cpu()
+    ref_a, ref_b = ref[:N], ref[N:]
+    data_gen = make_generator(derived_seed(seed, "data"), "cpu")
+    data_a, data_b = (sample_toy(dataset, N, p.dim, generator=data_gen) for _ in range(2))
+    fit = fit_numbers(w2_squared, g[:N], ref_a, ref_b, start=phi_1[:N], phi_8=phi_8[:N])
+    verdict = evaluation.verdict(p.gates, fit, evaluation.travel(g, phi_1, phi_8),
+                                 evaluation.plateau(student.logs["eval"], p.gates.plateau_window))
+    interval = delta_e_sets(phi_8, g, R)
+    metrics = {
+        "delta_e": student_record(interval, verdict),
+        "references": reference_levels(phi_8, phi_1, g, R, phi_8_2, seed=seed),
+        "delta_e_vs_n": delta_e_vs_n(phi_8, g, [n for n in p.n_curve if n <= R * N]),
+        "fit": {  # squared W2 between empirical sets of N on independent seeds (exact OT)
+            "w2sq_data_data": w2_squared(data_a, data_b),
+            "w2sq_phi8_data": w2_squared(phi_8[:N], data_a),
+            "w2sq_ref_data": w2_squared(ref_a, data_a),
+            "w2sq_student_data": w2_squared(g[:N], data_a),
+            "w2sq_student_ref": fit["d_student"], "w2sq_start_ref": fit["d_start"], "w2sq_ref_ref": fit["d_floor"],
+            "w2sq_phi8_ref": fit["d_phi_8"],
+            "support_data": support_fraction(dataset, data_a),
+            "support_phi8": support_fraction(dataset, phi_8[:N]),
+            "support_ref": support_fraction(dataset, ref_a),
+            "support_student": support_fraction(dataset, g[:N]),
+            "k_ref": p.k_ref},
+        "sigma_data": teacher.ema.sigma_data, "data_std": data_std(dataset, p.dim),
+        "n_eval": N, "n_sets": R, "k": p.k,
+        "teacher_iterations": teacher.iterations, "dmd_iterations": student.iterations,
+        "teacher_final_loss": teacher.losses[-1] if teacher.losses else None,
+        "delta_e_along": {"iteration": [e["iteration"] for e in student.logs["eval"]],
+                          "delta_e": [e["delta_e"] for e in student.logs["eval"]]},
+    }
+    samples = {"phi_8": phi_8[:N], "phi_1": phi_1[:N], "g": g[:N], "data": data_a, "ref": ref_a}
+    return ToyRun(dataset, teacher, student, z, samples, metrics, teacher_2)
 
 
 # ----------------------------------------------------------------------------- MNIST (notebook 02)
@@ -157,7 +218,7 @@ def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
     data_fn = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]  # noqa: E731
     tag = mnist_teacher_tag(p, seed)
     return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / f"teacher-{tag}", seed=seed, device=dev,
-                         progress_bar=progress_bar, desc="MNIST teacher")
+                         progress_bar=progress_bar, desc=f"MNIST teacher (seed {seed})", speed=accel.default_speed(dev))
 
 
 def check_teacher_kimg(p, teacher_kimg) -> float:
@@ -209,6 +270,7 @@ def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="
     go to :func:`dmdlib.dmd.distill` (``data_fn``, ``regression_pairs``, ``speed``).
     """
     dev = resolve_device(device) if isinstance(device, str) else device
+    distill_kwargs.setdefault("speed", accel.default_speed(dev))
     return distill(teacher_net, (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution), p.dmd,
                    run_dir=student_dir(p, kimg, runs_dir, seed, name), seed=seed, device=dev,
                    progress_bar=progress_bar, eval_fn=delta_e_eval(p, eval_z, eval_phi_8, dev),
@@ -242,6 +304,147 @@ def sample_maps(teacher_net, z: torch.Tensor, ks=(1, 8), generator=None, batch: 
         generator.eval()
         out["g"] = torch.cat([generator(c.to(device)).cpu() for c in z.split(batch)])
     return out
+
+
+# ----------------------------------------------------------------------------- evaluating MNIST students
+
+def _tensor_sha(x: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(x.detach().to("cpu").contiguous().numpy().tobytes()).hexdigest()
+
+
+def cached_phi_k(net, z: torch.Tensor, k: int, cache_dir, batch: int = 250, device="cpu") -> torch.Tensor:
+    """Phi_K(z) of ``net`` (CPU float32), cached in ``cache_dir`` under a key of the weights, the seeds and K.
+
+    Teacher outputs on the evaluation seeds are the costliest evaluation step
+    (2K - 1 network calls per seed) and are shared by every student of a
+    snapshot, so the chapters compute them once. A cache file whose key does
+    not match (other weights, seeds or K) is recomputed and replaced.
+    """
+    from .dmd import state_fingerprint
+    from .runs import atomic_torch_save, load_checkpoint
+
+    key = {"teacher": state_fingerprint(net), "z": _tensor_sha(z), "k": int(k), "shape": list(z.shape)}
+    path = Path(cache_dir) / f"phi{k}-{key['teacher'][:12]}-{key['z'][:12]}.pt"
+    if path.exists():
+        try:
+            ck = load_checkpoint(path)
+            if ck.get("key") == key:
+                return ck["x"]
+        except Exception as e:  # a damaged cache file is recomputed, never trusted
+            import warnings
+
+            warnings.warn(f"{path}: unreadable cached samples ({type(e).__name__}: {e}); recomputing them")
+    dev = resolve_device(device) if isinstance(device, str) else device
+    x = phi_k(net, z.to(dev), k, batch_size=batch).cpu()
+    atomic_torch_save({"key": key, "x": x}, path)
+    return x
+
+
+@torch.no_grad()
+def generate(generator, z: torch.Tensor, batch: int = 250, device="cpu") -> torch.Tensor:
+    """G(z) in chunks (CPU float32)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    generator.eval()
+    return torch.cat([generator(c.to(dev)).cpu() for c in z.split(batch)])
+
+
+@dataclass
+class MnistEval:
+    """What every MNIST student of one teacher snapshot is measured against (notebooks 02-04).
+
+    ``z`` holds R independent sets of N evaluation seeds [R*N, 1, 32, 32];
+    ``phi_8``/``phi_1`` are the teacher's outputs on them (``phi_8`` is
+    Phi_K with the preset's K), ``phi_8_2`` the second teacher's Phi_K (the
+    reproducibility level; None when not computed). ``feats`` caches
+    classifier features; ``real`` holds the features of held-out real digits.
+    """
+    p: object
+    z: torch.Tensor
+    phi_8: torch.Tensor
+    phi_1: torch.Tensor
+    phi_8_2: Optional[torch.Tensor]
+    classifier: object
+    classifier_info: dict
+    feats: dict = field(default_factory=dict)
+    device: object = "cpu"
+
+    @property
+    def halves(self) -> tuple:
+        """Row slices of the first and the second half of the seed sets (independent seeds for the FD)."""
+        n, r = self.p.n_eval, self.p.n_sets
+        return slice(0, (r // 2) * n), slice((r // 2) * n, r * n)
+
+
+def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teacher_2_net=None) -> MnistEval:
+    """Evaluation seeds, teacher outputs (cached in ``runs_dir/samples``), the feature classifier and real digits.
+
+    The real digits for the Frechet distances are two disjoint halves of
+    equal size: ``"real_test"`` from the 10,000 test digits (held out from the
+    feature classifier) and ``"real_train"`` from the training digits, whose
+    distance is the data's own sampling floor.
+    """
+    from .data.mnist import mnist_tensor
+    from .features import classifier_features, mnist_classifier
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
+    z = eval_seed_sets(p.n_sets, p.n_eval, shape, seed)
+    cache = Path(runs_dir) / "samples"
+    accel.prepare(teacher_net, accel.default_speed(dev))
+    phi_8 = cached_phi_k(teacher_net, z, p.k, cache, p.sample_batch, dev)
+    phi_1 = cached_phi_k(teacher_net, z, 1, cache, p.sample_batch, dev)
+    phi_8_2 = None
+    if teacher_2_net is not None:
+        accel.prepare(teacher_2_net, accel.default_speed(dev))
+        phi_8_2 = cached_phi_k(teacher_2_net, z, p.k, cache, p.sample_batch, dev)
+    clf, info = mnist_classifier()
+    ev = MnistEval(p, z, phi_8, phi_1, phi_8_2, clf, info, device=dev)
+    half = ev.halves[0].stop
+    x, _ = mnist_tensor("cpu")
+    g = make_generator(derived_seed(seed, "real-digits"), "cpu")
+    test_idx = 60_000 + torch.randperm(10_000, generator=g)[:min(half, 10_000)]
+    train_idx = torch.randperm(60_000, generator=g)[:min(half, 10_000)]
+    ev.feats["real_test"] = classifier_features(clf, x[test_idx])
+    ev.feats["real_train"] = classifier_features(clf, x[train_idx])
+    for name in ("phi_8", "phi_1") + (("phi_8_2",) if phi_8_2 is not None else ()):
+        ev.feats[name] = classifier_features(clf, getattr(ev, name))
+    return ev
+
+
+def mnist_student_eval(ev: MnistEval, generator, logs: dict, gates=None) -> dict:
+    """Everything the book reports for one MNIST student: Delta_E with its interval and verdict, the references.
+
+    Returns ``{"g", "record", "references", "fit", "mean_dist_g_phi8", "mean_dist_phi1_phi8"}``.
+    The fit gate uses Frechet distances in classifier features on independent
+    halves of the seed sets (G on the first half against the teacher's Phi_K
+    on the second; floor: Phi_K on the first half against the second).
+    """
+    from .features import classifier_features, frechet_distance
+
+    p = ev.p
+    gates = p.gates if gates is None else gates
+    g = generate(generator, ev.z, p.sample_batch, ev.device)
+    f_g = classifier_features(ev.classifier, g)
+    a, b = ev.halves
+    ref = ev.feats["phi_8"][b]
+    fit = fit_numbers(frechet_distance, f_g[a], ref, ev.feats["phi_8"][a], start=ev.feats["phi_1"][a])
+    real = ev.feats["real_test"]
+    fit.update({"fd_student_data": frechet_distance(f_g[a], real),
+                "fd_teacher_data": frechet_distance(ev.feats["phi_8"][a], real),
+                "fd_start_data": frechet_distance(ev.feats["phi_1"][a], real),
+                "fd_data_data": frechet_distance(ev.feats["real_train"], real),
+                "n_fd": int(a.stop - a.start), "feature_net_sha256": ev.classifier_info["sha256"],
+                "distance": "Frechet distance in MNIST-classifier features (not Inception FID)"})
+    verdict = evaluation.verdict(gates, fit, evaluation.travel(g, ev.phi_1, ev.phi_8),
+                                 evaluation.plateau(logs["eval"], gates.plateau_window))
+    interval = delta_e_sets(ev.phi_8, g, p.n_sets)
+    d_g = pair_distances(g, ev.phi_8)
+    return {"g": g, "record": student_record(interval, verdict),
+            "references": reference_levels(ev.phi_8, ev.phi_1, g, p.n_sets, ev.phi_8_2, seed=0),
+            "fit": fit, "mean_dist_g_phi8": float(d_g.mean()),
+            "mean_dist_phi1_phi8": float(pair_distances(ev.phi_1, ev.phi_8).mean())}
 
 
 # ----------------------------------------------------------------------------- ablations (notebook 03)

@@ -53,13 +53,15 @@ class DMDConfig:
     lr_fake: float = 2e-6               # fake-score AdamW learning rate
     betas: tuple = (0.9, 0.999)
     weight_decay: float = 0.01
-    warmup_steps: int = 500             # linear warm-up, counted in each optimizer's own steps
+    warmup_steps: int = 500             # linear warm-up in iterations (DMD2 steps both schedulers every iteration)
     grad_clip: float = 10.0             # gradient-norm clipping
     gen_every: int = 5                  # generator update when iteration % gen_every == 0
     table_size: int = 1000              # Karras table from which sigma is drawn
     band: tuple = (0.02, 0.98)          # index band of the table for the DM gradient
     checkpoint_every: int = 1000
     log_every: int = 50                 # iterations per logged mean loss
+    fine_log_every: int = 0             # finer loss logging in the early phase (paper Fig. 4 zoom; 0 = off)
+    fine_log_until: int = 0             # ... up to this iteration
     eval_every: int = 0                 # iterations between evaluations along distillation (0 = off)
     regression_weight: float = 0.0      # DMD (v1) regression term towards paired teacher outputs (0 = off)
     gan_d_weight: float = 0.0           # DMD2 GAN: discriminator loss weight in the fake-score update (DMD2: 1e-2)
@@ -69,13 +71,40 @@ class DMDConfig:
         _positive(self, "iterations", "batch_size", "gen_every", "table_size", "checkpoint_every",
                   "log_every")
         if min(self.warmup_steps, self.eval_every, self.regression_weight, self.gan_d_weight,
-               self.gan_g_weight) < 0:
-            raise ValueError("warmup_steps, eval_every, regression_weight and the GAN weights must be >= 0")
+               self.gan_g_weight, self.fine_log_every, self.fine_log_until) < 0:
+            raise ValueError("warmup_steps, eval_every, fine_log_every, fine_log_until, regression_weight and the "
+                             "GAN weights must be >= 0")
+        if self.fine_log_every and self.fine_log_every % self.gen_every:
+            raise ValueError(f"DMDConfig.fine_log_every ({self.fine_log_every}) must be a multiple of gen_every "
+                             f"({self.gen_every}), so that every fine window holds the same number of generator updates")
         if not (self.lr > 0 and self.lr_fake > 0):
             raise ValueError(f"lr and lr_fake must be > 0, got {self.lr}, {self.lr_fake}")
         if not (0.0 <= self.band[0] < self.band[1] <= 1.0):
             raise ValueError(f"band must satisfy 0 <= lo < hi <= 1, got {self.band}")
         _multiple(self)
+
+
+@dataclass(frozen=True)
+class ConvergenceGates:
+    """Thresholds of the convergence verdict (:mod:`dmdlib.evaluation`), one set per chapter.
+
+    fit: the student's distance to the teacher's distribution as a multiple
+    of the sampling floor (two independent teacher samples); travel: how far the student
+    moved from Phi_1 relative to Phi_K's distance from Phi_1; plateau: change
+    of Delta_E along distillation between the last two windows of
+    evaluations. The values are justified in the book's chapters.
+    """
+    fit_max: float = 3.0                # fit_ratio = d(G, T) / d(T, T') <= fit_max
+    travel_min: float = 0.5             # travel >= travel_min
+    plateau_window: int = 3             # evaluations per window
+    plateau_rel_tol: float = 0.25       # |recent - previous| <= rel_tol * max(|recent|, |previous|) + abs_tol
+    plateau_abs_tol: float = 0.02
+
+    def __post_init__(self):
+        _positive(self, "plateau_window")
+        if not (self.fit_max > 0 and self.travel_min >= 0 and self.plateau_rel_tol >= 0 and self.plateau_abs_tol >= 0):
+            raise ValueError("ConvergenceGates: fit_max must be > 0 and travel_min, plateau_rel_tol, "
+                             "plateau_abs_tol >= 0")
 
 
 @dataclass(frozen=True)
@@ -89,11 +118,24 @@ class ToyPreset:
     fourier_dim: int = 32
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     dmd: DMDConfig = field(default_factory=DMDConfig)
+    sigma_data: object = "data"         # EDM's sigma_data: "data" (the data set's std) or a number (EDM: 0.5)
     k: int = 8                          # Phi_K steps (paper: K = 8 everywhere)
-    n_eval: int = 1000                  # N for Delta_E (paper: 1000)
+    k_ref: int = 64                     # the teacher's distribution (close to its exact ODE) for the fit gate
+    n_eval: int = 1000                  # N seeds per set for Delta_E (paper: 1000)
+    n_sets: int = 10                    # R independent seed sets (the interval)
+    n_curve: tuple = (125, 250, 500, 1000, 2000, 4000)   # N values of the Delta_E-against-N curve
     n_heatmap: int = 100                # samples in the distance heatmap
-    n_boot: int = 200                   # bootstrap replicates for the Delta_E interval
+    reference_teacher: bool = True      # train a second teacher (seed + 1): the reproducibility level
+    gates: ConvergenceGates = field(default_factory=ConvergenceGates)
     notes: str = ""                     # deviations from the paper, shown in the notebook
+
+    def __post_init__(self):
+        _positive(self, "k", "k_ref", "n_eval", "n_sets", "n_heatmap")
+        if self.n_eval < 2 or self.n_sets < 2:
+            raise ValueError(f"ToyPreset: n_eval and n_sets must be >= 2, got {self.n_eval}, {self.n_sets}")
+        if not (self.sigma_data == "data" or (isinstance(self.sigma_data, (int, float))
+                                              and not isinstance(self.sigma_data, bool) and self.sigma_data > 0)):
+            raise ValueError(f"ToyPreset.sigma_data must be 'data' or a number > 0, got {self.sigma_data!r}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +215,7 @@ TOY_PRESETS = {
                               ema_halflife_kimg=5.0, checkpoint_every=50, log_every=10),
         dmd=DMDConfig(iterations=100, batch_size=256, lr=1e-4, lr_fake=1e-4, warmup_steps=10,
                       checkpoint_every=50, log_every=10, eval_every=50),
-        n_eval=200, n_heatmap=40, n_boot=20,
+        n_eval=100, n_sets=3, n_curve=(25, 50, 100), k_ref=16, n_heatmap=40,
         notes="smoke: a tiny MLP (2 x 64) and a few hundred steps; numbers are meaningless."),
     "quick": ToyPreset(
         name="quick",
@@ -181,7 +223,6 @@ TOY_PRESETS = {
                               ema_halflife_kimg=50.0, checkpoint_every=500, log_every=50),
         dmd=DMDConfig(iterations=5000, batch_size=64, lr=5e-4, lr_fake=5e-4, warmup_steps=500,
                       checkpoint_every=1000, log_every=50, eval_every=500),
-        n_boot=50,
         notes=("quick: deviations from the paper so that all three data sets fit in minutes on a 2-core "
                "CPU: teacher 3000 iterations at batch 256 with Adam lr 1e-3 (no lr ramp-up, EMA "
                "half-life 50 kimg); DMD 5000 iterations (1000 generator updates) at batch 64 (paper: "

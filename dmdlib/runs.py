@@ -71,6 +71,23 @@ def make_generator(seed: int, device) -> torch.Generator:
     return g
 
 
+def derived_seed(seed: int, stream: str) -> int:
+    """An independent seed for one purpose (``stream``) of a run with seed ``seed``.
+
+    SHA-256 of ``"<seed>/<stream>"``, cut to 63 bits: the evaluation seeds,
+    fresh data, reference samples and a second teacher each get their own
+    stream, none of which coincides with a training seed (small integers) or
+    with another stream.
+    """
+    import hashlib
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(stream, str) or not stream:
+        raise ValueError(f"stream must be a non-empty string, got {stream!r}")
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") >> 1
+
+
 def _default_mode() -> int:
     """0666 minus the process umask: the permissions an ordinary open() would give (mkstemp gives 0600)."""
     mask = os.umask(0)
@@ -196,6 +213,29 @@ def hardware_info(device=None) -> dict:
     if dev is not None and dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     return info
+
+
+def git_state(root=None) -> dict:
+    """The code version: ``{"commit": <HEAD sha or None>, "dirty": <bool or None>}`` of the repository at ``root``.
+
+    ``root`` defaults to the checkout dmdlib is imported from. ``dirty`` is
+    true when tracked or untracked files other than ``results/`` and
+    ``_build/`` (what a book build writes) differ from the commit, i.e. when
+    the code that ran is not exactly the commit named. Both are None outside
+    a git checkout.
+    """
+    import subprocess
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)results", ":(exclude)_build"],
+                                cwd=root, capture_output=True, text=True, timeout=30)
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
 
 
 class Stopwatch:

@@ -50,6 +50,7 @@ class TeacherResult:
     iterations: int = 0
     kimg: float = 0.0
     started_at: int = 0     # iterations already done (loaded from the run folder) when this call began
+    run_dir: Optional[str] = None   # the run folder (None when trained in memory)
 
 
 def progress(iteration: int, cfg: TeacherConfig) -> float:
@@ -97,6 +98,7 @@ def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Op
         yield TeacherState(it + 1, (nimg + cfg.batch_size) / 1000, loss.detach())
 
 
+@accel.tf32_from_speed
 def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
                   run_dir=None, seed: int = 0, device="auto", progress_bar: bool = True,
                   stop_after: Optional[int] = None, desc: str = "teacher",
@@ -111,6 +113,8 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     loaded, not retrained. ``stop_after`` stops this call after that many
     iterations (to simulate an interruption in tests). A non-finite loss
     raises :class:`NonFiniteLossError` and leaves the last good checkpoint.
+    ``speed`` (None: the reference, fp32 with TF32 off) selects the fast path
+    of :mod:`dmdlib.accel`; the global TF32 flags are restored on return.
     """
     from tqdm.auto import tqdm
 
@@ -119,12 +123,10 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     denoiser = denoiser.to(dev)
     ema = copy.deepcopy(denoiser).eval().requires_grad_(False)
-    if speed is not None:
-        accel.set_tf32(speed.tf32)
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                  **accel.optimizer_kwargs(dev, speed))
     generator = make_generator(seed, dev)
-    res = TeacherResult(denoiser, ema, unit=cfg.progress_unit)
+    res = TeacherResult(denoiser, ema, unit=cfg.progress_unit, run_dir=None if run_dir is None else str(run_dir))
     start = 0
     run_dir = prepare_run_dir(run_dir, {"kind": "teacher", "seed": seed, "config": asdict(cfg)}) \
         if run_dir is not None else None

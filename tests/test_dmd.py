@@ -152,8 +152,8 @@ def test_one_step_generator_is_phi_1():
 def test_distill_update_schedule():
     """The generator changes only on iterations it % gen_every == 0, the fake score every iteration.
 
-    The linear warm-up gives lr = base * step / warmup_steps with the optimizer's own step count
-    starting at 0, so each optimizer's *first* step has lr 0 and changes nothing (as in HF/DMD2's
+    The linear warm-up gives lr = base * iteration / warmup_steps, counted from iteration 0, so
+    each optimizer's *first* step has lr 0 and changes nothing (as in HF/DMD2's
     constant-with-warmup schedule)."""
     teacher = tiny_denoiser()
     t0 = clone_state(teacher)
@@ -551,3 +551,89 @@ def test_gan_needs_real_data_and_a_unet():
     with pytest.raises(ValueError, match="ADMUNet"):
         dmdlib.distill(mlp, (4,), dataclasses.replace(cfg, gan_g_weight=1e-3), device="cpu", progress_bar=False,
                        data_fn=lambda n, g: torch.zeros(n, 4))
+
+
+# ----------------------------------------------------------------------------- warm-up, TF32, fine logging
+
+def _record_lrs(monkeypatch, module):
+    calls = []
+    real = module._set_lr
+
+    def spy(opt, base, iteration, warmup):
+        real(opt, base, iteration, warmup)
+        calls.append((id(opt), iteration, opt.param_groups[0]["lr"]))
+    monkeypatch.setattr(module, "_set_lr", spy)
+    return calls
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_warmup_counts_iterations_not_generator_updates(monkeypatch, concurrent):
+    """DMD2 steps the generator's scheduler every iteration: with warm-up 10 and the 1:5 schedule the
+    generator's updates at iterations 0, 5, 10 use 0, 1/2 and all of the base lr (not 0, 1/10, 2/10)."""
+    from dmdlib import concurrent as conc
+    from dmdlib import dmd
+
+    cfg = DMDConfig(**{**DCFG, "iterations": 12, "warmup_steps": 10, "checkpoint_every": 12, "log_every": 6,
+                       "lr": 1e-3, "lr_fake": 2e-3})
+    calls = _record_lrs(monkeypatch, conc if concurrent else dmd)
+    if concurrent:
+        conc.distill_concurrent([tiny_denoiser()], (4,), cfg, device="cpu", progress_bar=False)
+    else:
+        run_distill(tiny_denoiser(), cfg)
+    opts = list(dict.fromkeys(c[0] for c in calls))          # generator's optimizer first (it=0 starts with G)
+    gen = [(it, lr) for o, it, lr in calls if o == opts[0]]
+    fake = [(it, lr) for o, it, lr in calls if o == opts[1]]
+    assert gen == [(0, 0.0), (5, pytest.approx(5e-4)), (10, pytest.approx(1e-3))]
+    assert [it for it, _ in fake] == list(range(12))
+    assert fake[3][1] == pytest.approx(2e-3 * 3 / 10) and fake[11][1] == pytest.approx(2e-3)
+    assert dmd.warmup_lr(1.0, 250, 500) == 0.5 and dmd.warmup_lr(1.0, 900, 500) == 1.0
+    assert dmd.warmup_lr(1.0, 0, 0) == 1.0
+
+
+def test_reference_mode_turns_tf32_off_and_restores_it():
+    """speed=None is the authors' configuration: fp32 with TF32 off for matmuls *and* cuDNN convolutions,
+    whatever the process had set; the previous flags come back afterwards."""
+    from dmdlib import accel
+
+    seen = []
+
+    def eval_fn(gen, it):
+        seen.append(accel.tf32_flags())
+        return {}
+
+    def data_fn(n, g):
+        seen.append(accel.tf32_flags())
+        return chess_fn(n, g)
+
+    prev = accel.set_tf32(True)
+    try:
+        run_distill(tiny_denoiser(), DMDConfig(**{**DCFG, "iterations": 5, "eval_every": 5}), eval_fn=eval_fn)
+        run_teacher(tiny_denoiser(), TeacherConfig(**{**TCFG, "iterations": 2}), data_fn=data_fn)
+        assert seen and all(f == (False, False, "highest") for f in seen)
+        assert accel.tf32_flags() == (True, True, "high")
+        seen.clear()
+        run_distill(tiny_denoiser(), DMDConfig(**{**DCFG, "iterations": 5, "eval_every": 5}), eval_fn=eval_fn,
+                    speed=accel.Speed(tf32=True))
+        assert seen and all(f == (True, True, "high") for f in seen)
+    finally:
+        accel.set_tf32(prev[0])
+
+
+def test_fine_logging_in_the_early_window():
+    cfg = DMDConfig(**{**DCFG, "iterations": 40, "log_every": 20, "checkpoint_every": 20, "fine_log_every": 5,
+                       "fine_log_until": 15})
+    r = run_distill(tiny_denoiser(), cfg)
+    assert r.logs["dm"]["iteration"] == [5, 10, 15, 20, 40]
+    assert r.logs["fake"]["iteration"] == [5, 10, 15, 20, 40]
+    with pytest.raises(ValueError, match="fine_log_every"):
+        DMDConfig(**{**DCFG, "fine_log_every": 3, "fine_log_until": 10})
+
+
+def test_fake_score_weight_uses_the_teachers_sigma_data():
+    from dmdlib.dmd import teacher_sigma_data
+
+    t = dmdlib.EDMPrecond(dmdlib.MLPNet(4, 8, 1, 8), sigma_data=0.8)
+    assert teacher_sigma_data(t) == 0.8 and teacher_sigma_data(t, 0.3) == 0.3
+    assert teacher_sigma_data(torch.nn.Identity()) == 0.5
+    with pytest.raises(ValueError, match="sigma_data"):
+        teacher_sigma_data(t, 0.0)

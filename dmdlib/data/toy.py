@@ -80,6 +80,18 @@ def sample_toy(name: str, n: int, dim: int = 4, generator: Optional[torch.Genera
     return TOY_DATASETS[name](n, dim, generator=generator, device=device)
 
 
+def data_std(name: str, dim: int = 4) -> float:
+    """The data set's standard deviation over all coordinates (EDM's sigma_data), rounded to 3 decimals.
+
+    Estimated once from 10^6 samples (fixed generator); the two embedded
+    coordinates carry all of it for the chessboard and the moons, so the value
+    is the std of the 2-D structure times sqrt(2 / dim).
+    """
+    g = torch.Generator().manual_seed(0)
+    x = sample_toy(name, 1_000_000, dim, generator=g).double()
+    return round(float(((x - x.mean(0)) ** 2).mean().sqrt()), 3)
+
+
 def support_fraction(name: str, x: torch.Tensor) -> float:
     """Fraction of samples on the support of the toy set ``name`` (a distribution-fit check).
 

@@ -1,0 +1,151 @@
+"""When a Delta_E is a result: its reference levels and the student's convergence verdict.
+
+A Delta_E of a student is reported with (see :func:`dmdlib.metrics.delta_e_interval`
+for the interval over R independent seed sets of N seeds):
+
+* **reference levels**, on the same seed sets: where the student started,
+  Delta_E(Phi_K, Phi_1); a random pairing, Delta_E(Phi_K, G o pi) with pi a
+  random permutation of each set's seeds (a student with the right outputs
+  but no memory of the teacher's pairing); and the reproducibility level,
+  Delta_E(Phi_K, Phi_K') between the teacher and a second teacher trained
+  from another seed (Zhang et al. 2024: independently trained diffusion
+  models share their noise-to-data map). A student whose Delta_E lies below
+  the reproducibility level is closer to its own teacher than an
+  independently trained model is;
+* a **convergence verdict** from three gates, each with its numbers:
+
+  - *fit*: the student's distribution against the teacher's. DMD's target
+    is the teacher's distribution, sampled by Phi_K at large K (close to the
+    exact probability-flow ODE), not the data. With d a distance between
+    sample sets of equal size on independent seeds (squared W2 by exact OT
+    for the toys, a Frechet distance in classifier features for MNIST), the
+    floor d(T, T') is what two independent samples of the teacher's own
+    distribution score, i.e. what a perfect student would score at this
+    sample size. ``fit_ratio = d(G, T) / d(T, T')``; gate:
+    ``fit_ratio <= fit_max``. d(Phi_8, T) (the teacher's own 8-step sampler,
+    the map Delta_E compares with) and d(Phi_1, T) (the student's start) are
+    recorded beside it.
+  - *travel*: mean ||G - Phi_1|| / mean ||Phi_K - Phi_1||, how far the
+    student moved from its start compared with the teacher's own distance
+    from Phi_1 to Phi_K. A student that never moved copies trivially.
+    Gate: ``travel >= travel_min``.
+  - *plateau*: Delta_E along distillation (one fixed seed set, evaluated
+    every ``eval_every`` iterations) has stopped changing: the mean of the
+    last ``plateau_window`` evaluations differs from the mean of the
+    ``plateau_window`` before them by at most ``plateau_rel_tol`` times
+    their larger value plus ``plateau_abs_tol``.
+
+The thresholds live in :class:`dmdlib.presets.ConvergenceGates`, one set per
+chapter. A student that fails any gate is reported and tabulated as "not
+converged", with the failing gate named, never dropped.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import numpy as np
+
+from .metrics import delta_e_interval, pair_distances, random_pairing, split_sets, transport_energies
+
+
+def w2_squared(a, b) -> float:
+    """Squared 2-Wasserstein distance between two empirical sets of equal size (exact OT, uniform weights)."""
+    return transport_energies(a, b)[1]
+
+
+def fit_numbers(distance: Callable, student, reference, reference_2, **others) -> dict:
+    """The fit gate's numbers: d(G, T), the floor d(T', T), ``fit_ratio`` and d(X, T) for each of ``others``.
+
+    ``student``, ``reference`` and ``reference_2`` (two teacher samples at
+    large K) and every array in ``others`` (e.g. ``start=phi_1``,
+    ``phi_8=phi_8``) must come from seeds independent of ``reference``'s and
+    have its size; ``distance(a, b)`` is W2^2, a Frechet distance or similar.
+    """
+    d_g, floor = float(distance(student, reference)), float(distance(reference_2, reference))
+    out = {"d_student": d_g, "d_floor": floor, "fit_ratio": d_g / floor if floor > 0 else math.inf}
+    out.update({f"d_{k}": float(distance(v, reference)) for k, v in others.items()})
+    return out
+
+
+def travel(g, phi_1, phi_k) -> float:
+    """mean ||G(z) - Phi_1(z)|| / mean ||Phi_K(z) - Phi_1(z)|| over the seeds (how far the student moved)."""
+    moved, target = pair_distances(g, phi_1).mean(), pair_distances(phi_k, phi_1).mean()
+    return float(moved / target) if target > 0 else math.inf
+
+
+def plateau(evals: list, window: int, key: str = "delta_e") -> dict:
+    """Compare the mean of the last ``window`` evaluations of ``key`` with the mean of the ``window`` before.
+
+    Returns ``{"recent", "previous", "change", "n_evals"}``; ``change`` is
+    ``inf`` (the gate fails) with fewer than ``2 * window`` evaluations.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    vals = [float(e[key]) for e in sorted(evals, key=lambda e: e["iteration"]) if key in e]
+    if len(vals) < 2 * window:
+        return {"recent": vals[-1] if vals else None, "previous": None, "change": math.inf, "n_evals": len(vals)}
+    recent, previous = float(np.mean(vals[-window:])), float(np.mean(vals[-2 * window:-window]))
+    return {"recent": recent, "previous": previous, "change": abs(recent - previous), "n_evals": len(vals)}
+
+
+def verdict(gates, fit: dict, travel_value: float, plateau_value: dict) -> dict:
+    """The convergence verdict: ``{"converged", "failed", "fit_excess", "travel", "plateau_change", ...}``.
+
+    ``gates`` is a :class:`dmdlib.presets.ConvergenceGates`; ``fit`` comes
+    from :func:`fit_numbers`, ``travel_value`` from :func:`travel`,
+    ``plateau_value`` from :func:`plateau`.
+    """
+    tol = gates.plateau_rel_tol * max(abs(plateau_value["recent"] or 0.0), abs(plateau_value["previous"] or 0.0)) \
+        + gates.plateau_abs_tol
+    checks = {"fit": fit["fit_ratio"] <= gates.fit_max,
+              "travel": travel_value >= gates.travel_min,
+              "plateau": plateau_value["change"] <= tol}
+    return {"converged": all(checks.values()), "failed": [k for k, ok in checks.items() if not ok],
+            **fit, "travel": float(travel_value), "plateau_change": plateau_value["change"],
+            "plateau_tolerance": tol, "plateau_recent": plateau_value["recent"],
+            "plateau_previous": plateau_value["previous"], "plateau_n_evals": plateau_value["n_evals"],
+            "thresholds": {"fit_max": gates.fit_max, "travel_min": gates.travel_min,
+                           "plateau_window": gates.plateau_window, "plateau_rel_tol": gates.plateau_rel_tol,
+                           "plateau_abs_tol": gates.plateau_abs_tol}}
+
+
+def _interval_record(d: dict) -> dict:
+    return {k: d[k] for k in ("delta_e", "ci_low", "ci_high", "sd", "n", "r", "level", "e_dt", "e_ot")}
+
+
+def reference_levels(phi_k, phi_1, g, r: int, phi_k_other=None, seed: int = 0, level: float = 0.95) -> dict:
+    """Delta_E intervals of the reference levels on R seed sets stacked as [R*N, ...].
+
+    ``"start"``: Delta_E(Phi_K, Phi_1); ``"random"``: Delta_E(Phi_K, G with its
+    seeds permuted at random within each set); ``"reproducibility"`` (when
+    ``phi_k_other``, a second teacher's Phi_K on the same seeds, is given):
+    Delta_E(Phi_K, Phi_K').
+    """
+    t_sets, g_sets = split_sets(phi_k, r), split_sets(g, r)
+    out = {"start": delta_e_interval(list(zip(t_sets, split_sets(phi_1, r))), level),
+           "random": delta_e_interval([(t, random_pairing(s, seed + i)) for i, (t, s) in
+                                       enumerate(zip(t_sets, g_sets))], level)}
+    if phi_k_other is not None:
+        out["reproducibility"] = delta_e_interval(list(zip(t_sets, split_sets(phi_k_other, r))), level)
+    return {k: _interval_record(v) for k, v in out.items()}
+
+
+def student_record(interval: dict, verdict_: Optional[dict] = None) -> dict:
+    """A student's Delta_E as the book stores it: the interval, and ``converged`` with the gate numbers."""
+    rec = _interval_record(interval)
+    if verdict_ is not None:
+        rec["converged"] = bool(verdict_["converged"])
+        rec["gates"] = {k: v for k, v in verdict_.items() if k != "converged"}
+    return rec
+
+
+def verdict_text(rec: dict) -> str:
+    """'converged' or 'not converged (fit, plateau)' for tables and prose."""
+    if "converged" not in rec:
+        return "no verdict"
+    return "converged" if rec["converged"] else f"not converged ({', '.join(rec['gates']['failed'])})"
+
+
+__all__ = ["fit_numbers", "plateau", "reference_levels", "student_record", "travel", "verdict", "verdict_text",
+           "w2_squared"]

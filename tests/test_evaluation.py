@@ -1,0 +1,99 @@
+"""The evaluation protocol: seed streams, reference levels and the convergence verdict."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dmdlib import evaluation as ev
+from dmdlib import pipeline as pl
+from dmdlib.metrics import delta_e_sets, pairing_inefficiency
+from dmdlib.presets import ConvergenceGates
+from dmdlib.runs import derived_seed
+
+
+def test_derived_seeds_are_deterministic_distinct_and_validated():
+    assert derived_seed(0, "eval") == derived_seed(0, "eval")
+    seeds = {derived_seed(s, k) for s in range(5) for k in ("eval", "data", "reference")}
+    assert len(seeds) == 15 and all(0 <= x < 2 ** 63 for x in seeds)
+    for bad in (-1, 1.0, True):
+        with pytest.raises(ValueError, match="seed"):
+            derived_seed(bad, "eval")
+    with pytest.raises(ValueError, match="stream"):
+        derived_seed(0, "")
+
+
+def test_eval_seed_sets_are_disjoint_and_start_with_eval_noise():
+    z = pl.eval_seed_sets(3, 50, (4,), seed=2)
+    assert z.shape == (150, 4)
+    assert torch.equal(z[:50], pl.eval_noise(50, (4,), 2))
+    assert len({tuple(r.tolist()) for r in z}) == 150
+    assert not torch.equal(z, pl.eval_seed_sets(3, 50, (4,), seed=3))
+    assert not torch.equal(z[:50], pl.stream_noise(50, (4,), 2, "reference"))
+
+
+def test_fit_numbers_floor_and_ratio():
+    rng = np.random.default_rng(0)
+    t1, t2 = rng.standard_normal((300, 2)), rng.standard_normal((300, 2))
+    start = 0.1 * rng.standard_normal((300, 2))            # a collapsed start, far in W2
+    good = rng.standard_normal((300, 2))
+    f = ev.fit_numbers(ev.w2_squared, good, t1, t2, start=start)
+    assert set(f) == {"d_student", "d_floor", "fit_ratio", "d_start"}
+    assert f["d_start"] > 5 * f["d_floor"]
+    assert 0.5 < f["fit_ratio"] < 2.0                       # an independent sample: about the floor
+    assert f["fit_ratio"] == pytest.approx(f["d_student"] / f["d_floor"])
+    assert ev.fit_numbers(ev.w2_squared, start, t1, t2)["fit_ratio"] > 5
+    assert ev.fit_numbers(ev.w2_squared, good, t1, t1)["fit_ratio"] == math.inf   # zero floor
+
+
+def test_travel():
+    rng = np.random.default_rng(1)
+    phi_1, phi_8 = rng.standard_normal((50, 3)), rng.standard_normal((50, 3))
+    assert ev.travel(phi_8, phi_1, phi_8) == pytest.approx(1.0)
+    assert ev.travel(phi_1, phi_1, phi_8) == 0.0
+    assert ev.travel(phi_1 + 0.5 * (phi_8 - phi_1), phi_1, phi_8) == pytest.approx(0.5)
+
+
+def _evals(values):
+    return [{"iteration": 100 * i, "delta_e": v} for i, v in enumerate(values)]
+
+
+def test_plateau_and_verdict():
+    gates = ConvergenceGates(fit_max=3.0, travel_min=0.5, plateau_window=2, plateau_rel_tol=0.2, plateau_abs_tol=0.01)
+    flat = ev.plateau(_evals([0.0, 3.0, 5.0, 5.2, 4.9, 5.1]), 2)
+    assert flat["recent"] == pytest.approx(5.0) and flat["previous"] == pytest.approx(5.1)
+    rising = ev.plateau(_evals([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]), 2)
+    short = ev.plateau(_evals([1.0, 1.0, 1.0]), 2)
+    assert short["change"] == math.inf
+    assert ev.plateau(list(reversed(_evals([0.0, 1.0, 2.0, 3.0]))), 2)["recent"] == pytest.approx(2.5)
+    fit_ok = {"fit_ratio": 1.5}
+    v = ev.verdict(gates, fit_ok, 0.9, flat)
+    assert v["converged"] and v["failed"] == []
+    assert ev.verdict(gates, fit_ok, 0.9, rising)["failed"] == ["plateau"]
+    bad = ev.verdict(gates, {"fit_ratio": 3.1}, 0.2, short)
+    assert not bad["converged"] and bad["failed"] == ["fit", "travel", "plateau"]
+    assert ev.verdict_text(ev.student_record(
+        {"delta_e": 1, "ci_low": 0, "ci_high": 2, "sd": 1, "n": 3, "r": 2, "level": 0.95, "e_dt": 1, "e_ot": 1},
+        bad)) == "not converged (fit, travel, plateau)"
+    # near zero the absolute tolerance decides
+    assert ev.verdict(gates, fit_ok, 0.9, ev.plateau(_evals([0, 0.001, 0.0, 0.004]), 2))["converged"]
+    with pytest.raises(ValueError, match="window"):
+        ev.plateau([], 0)
+
+
+def test_reference_levels():
+    rng = np.random.default_rng(4)
+    phi_8 = rng.standard_normal((400, 8))
+    g = phi_8 + 0.2 * rng.standard_normal((400, 8))
+    phi_1 = 0.3 * phi_8 + 0.1 * rng.standard_normal((400, 8))
+    other = phi_8 + 0.5 * rng.standard_normal((400, 8))
+    refs = ev.reference_levels(phi_8, phi_1, g, r=4, phi_k_other=other)
+    assert set(refs) == {"start", "random", "reproducibility"}
+    assert refs["start"]["delta_e"] == pytest.approx(delta_e_sets(phi_8, phi_1, 4)["delta_e"])
+    assert refs["reproducibility"]["delta_e"] == pytest.approx(delta_e_sets(phi_8, other, 4)["delta_e"])
+    assert refs["random"]["delta_e"] > 20 * delta_e_sets(phi_8, g, 4)["delta_e"]
+    assert all({"delta_e", "ci_low", "ci_high", "n", "r"} <= set(v) for v in refs.values())
+    assert refs["random"]["n"] == 100 and refs["random"]["r"] == 4
+    assert "reproducibility" not in ev.reference_levels(phi_8, phi_1, g, r=4)
+    # the random pairing permutes within each set: set i is still set i's points
+    assert pairing_inefficiency(phi_8[:100], g[:100]) < refs["random"]["delta_e"]
