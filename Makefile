@@ -8,7 +8,7 @@ DEVICE ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test venv clean
+.PHONY: book test results venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(BIN)/python scripts/build_book.py --preset $(PRESET) --device $(DEVICE)
 	@echo "book: _build/html/index.html"
+
+# re-execute every chapter at PRESET into results/<preset>/<notebook>/ (executed notebook + metrics.json);
+# commit first: metrics.json records the commit and whether the work tree was clean
+results: $(STAMP)
+	$(BIN)/python scripts/build_book.py --preset $(PRESET) --device $(DEVICE) --results-dir results --no-html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     top = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None}
     if args.sigma_data is not None:
         top["sigma_data"] = args.sigma_data if args.sigma_data == "data" else float(args.sigma_data)
-    p = replace(p, teacher=replace(p.teacher, **t_kw), dmd=replace(p.dmd, **d_kw), reference_teacher=not args.no_reference,
+    p = replace(p, teacher=replace(p.teacher, **t_kw), dmd=replace(p.dmd, **d_kw), reference_datasets=() if args.no_reference else (args.dataset,),
                 **top)
     t0 = time.perf_counter()
     pl.train_toy_teacher(args.dataset, p, f"{args.out}/runs/{args.dataset}", args.seed, "cpu", progress_bar=False)

@@ -12,8 +12,9 @@ fast path.
 On a CPU, ``channels_last`` is a pure memory-layout change that speeds up
 oneDNN convolutions (about 1.3x for training and 1.5x for sampling the
 small quick UNet on 2 cores), so :func:`default_speed` turns it on there;
-TF32 and fused optimizers do nothing, and compile and bf16 autocast are
-accepted (compile costs about a minute per network).
+fused AdamW also exists there (a single kernel for the optimizer step);
+TF32 does nothing, and compile and bf16 autocast are accepted (compile
+costs about a minute per network).
 """
 from __future__ import annotations
 
@@ -46,16 +47,18 @@ REFERENCE = Speed()
 FAST = Speed(tf32=True, amp="bf16", channels_last=True, compile=True, fused_optim=True)
 
 
-CPU_LAYOUT = Speed(channels_last=True)
+CPU_DEFAULT = Speed(channels_last=True, fused_optim=True)
 
 
 def default_speed(device) -> Speed:
-    """The speed settings the notebooks use on ``device``: the reference on CUDA, channels_last on a CPU.
+    """The speed settings the notebooks use on ``device``: the reference on CUDA; on a CPU, channels_last and
+    the fused AdamW kernel (the optimizer step of the toy MLP drops from about 3 ms to 0.4 ms).
 
-    Both compute the reference's fp32 arithmetic (channels_last only changes
-    the memory layout, so results agree up to summation order).
+    Both compute the reference's fp32 arithmetic, TF32 off (the CPU switches
+    change memory layout and kernel fusion only, so results agree up to
+    summation order).
     """
-    return CPU_LAYOUT if torch.device(device).type == "cpu" else REFERENCE
+    return CPU_DEFAULT if torch.device(device).type == "cpu" else REFERENCE
 
 
 def tf32_flags() -> tuple:
@@ -103,8 +106,8 @@ def prepare(module: nn.Module, speed: Optional[Speed]) -> nn.Module:
 
 
 def optimizer_kwargs(device: torch.device, speed: Optional[Speed]) -> dict:
-    """Extra keyword arguments for Adam/AdamW: ``fused=True`` on CUDA when asked for."""
-    if speed is not None and speed.fused_optim and torch.device(device).type == "cuda":
+    """Extra keyword arguments for Adam/AdamW: ``fused=True`` on CUDA or CPU when asked for."""
+    if speed is not None and speed.fused_optim and torch.device(device).type in ("cuda", "cpu"):
         return {"fused": True}
     return {}
 

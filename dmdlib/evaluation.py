@@ -147,5 +147,33 @@ def verdict_text(rec: dict) -> str:
     return "converged" if rec["converged"] else f"not converged ({', '.join(rec['gates']['failed'])})"
 
 
-__all__ = ["fit_numbers", "plateau", "reference_levels", "student_record", "travel", "verdict", "verdict_text",
+def _fmt(v: float) -> str:
+    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def interval_text(rec: dict) -> str:
+    """'9.68 [9.21, 10.2]' for a Delta_E record."""
+    return f"{_fmt(rec['delta_e'])} [{_fmt(rec['ci_low'])}, {_fmt(rec['ci_high'])}]"
+
+
+def delta_e_table(results: dict, paper: Optional[dict] = None) -> str:
+    """A markdown table: one row per student ({label: {"delta_e": record, "references": {...}}}).
+
+    Columns: Delta_E with its 95% interval, N and R, the verdict, the three
+    reference levels (blank where not computed) and the paper's value
+    (``paper[label]``, blank where the paper gives none).
+    """
+    head = ("| | $\\Delta_E$ [95% CI] | N, R | verdict | start $\\Delta_E(\\Phi_K, \\Phi_1)$ | random pairing "
+            "| second teacher | paper |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    rows = []
+    for label, res in results.items():
+        rec, refs = res["delta_e"], res.get("references") or {}
+        ref = [interval_text(refs[k]) if k in refs else "not computed" for k in ("start", "random", "reproducibility")]
+        pv = (paper or {}).get(label)
+        rows.append(f"| {label} | {interval_text(rec)} | {rec['n']}, {rec['r']} | {verdict_text(rec)} | "
+                    + " | ".join(ref) + f" | {'' if pv is None else pv} |")
+    return head + "\n".join(rows)
+
+
+__all__ = ["delta_e_table", "interval_text", "fit_numbers", "plateau", "reference_levels", "student_record", "travel", "verdict", "verdict_text",
            "w2_squared"]

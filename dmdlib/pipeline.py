@@ -42,6 +42,22 @@ def validate_params(preset: str, device: str, seed: int, output_dir) -> torch.de
     return dev
 
 
+def write_metrics(output_dir, metrics: dict, *, preset: str, seed: int, device, hardware: dict,
+                  wall_time_s: float) -> dict:
+    """Write ``output_dir/metrics.json`` with the provenance every chapter records, and return it.
+
+    Adds ``preset``, ``seed``, ``device``, ``hardware``, ``wall_time_s`` and the
+    code version (``commit``, ``dirty``: see :func:`dmdlib.runs.git_state`) to
+    the chapter's own ``metrics``.
+    """
+    from .runs import git_state, write_json
+
+    out = {"preset": preset, "seed": seed, "device": str(device), "hardware": hardware, **git_state(),
+           **metrics, "wall_time_s": float(wall_time_s)}
+    write_json(Path(output_dir) / "metrics.json", out)
+    return out
+
+
 def provenance(result) -> str:
     """'trained now' / 'loaded from the run folder' / 'resumed at iteration n', for the notebooks' logs."""
     if result.started_at == 0:
@@ -115,6 +131,11 @@ def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None):
     return eval_fn
 
 
+def curve_columns(rows: list) -> dict:
+    """A list of per-point dicts -> one array per key (how metrics.json stores curves)."""
+    return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+
 def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, device="auto",
             progress_bar: bool = True) -> ToyRun:
     """Teacher, second teacher, student, and the full evaluation of one toy data set (notebook 01).
@@ -133,7 +154,8 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
     dev = resolve_device(device) if isinstance(device, str) else device
     root = Path(output_dir) / "runs" / dataset
     teacher = train_toy_teacher(dataset, p, root, seed, dev, progress_bar)
-    teacher_2 = train_toy_teacher(dataset, p, root, seed + 1, dev, progress_bar) if p.reference_teacher else None
+    teacher_2 = (train_toy_teacher(dataset, p, root, seed + 1, dev, progress_bar)
+                 if dataset in p.reference_datasets else None)
     R, N = p.n_sets, p.n_eval
     z = eval_seed_sets(R, N, (p.dim,), seed)
     z_dev = z.to(dev)
@@ -159,7 +181,7 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
     metrics = {
         "delta_e": student_record(interval, verdict),
         "references": reference_levels(phi_8, phi_1, g, R, phi_8_2, seed=seed),
-        "delta_e_vs_n": delta_e_vs_n(phi_8, g, [n for n in p.n_curve if n <= R * N]),
+        "delta_e_vs_n": curve_columns(delta_e_vs_n(phi_8, g, [n for n in p.n_curve if n <= R * N])),
         "fit": {  # squared W2 between empirical sets of N on independent seeds (exact OT)
             "w2sq_data_data": w2_squared(data_a, data_b),
             "w2sq_phi8_data": w2_squared(phi_8[:N], data_a),
@@ -178,6 +200,7 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
         "teacher_final_loss": teacher.losses[-1] if teacher.losses else None,
         "delta_e_along": {"iteration": [e["iteration"] for e in student.logs["eval"]],
                           "delta_e": [e["delta_e"] for e in student.logs["eval"]]},
+        "delta_e_start_set0": delta_e_record(phi_8[:N], phi_1[:N])["delta_e"],   # = the first point along
     }
     samples = {"phi_8": phi_8[:N], "phi_1": phi_1[:N], "g": g[:N], "data": data_a, "ref": ref_a}
     return ToyRun(dataset, teacher, student, z, samples, metrics, teacher_2)
@@ -372,9 +395,9 @@ class MnistEval:
 
     @property
     def halves(self) -> tuple:
-        """Row slices of the first and the second half of the seed sets (independent seeds for the FD)."""
-        n, r = self.p.n_eval, self.p.n_sets
-        return slice(0, (r // 2) * n), slice((r // 2) * n, r * n)
+        """Row slices of two equal halves of the seed sets (sets 0..R/2-1 and R/2..2(R/2)-1: independent seeds)."""
+        n, h = self.p.n_eval, self.p.n_sets // 2
+        return slice(0, h * n), slice(h * n, 2 * h * n)
 
 
 def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teacher_2_net=None) -> MnistEval:
@@ -445,6 +468,28 @@ def mnist_student_eval(ev: MnistEval, generator, logs: dict, gates=None) -> dict
             "references": reference_levels(ev.phi_8, ev.phi_1, g, p.n_sets, ev.phi_8_2, seed=0),
             "fit": fit, "mean_dist_g_phi8": float(d_g.mean()),
             "mean_dist_phi1_phi8": float(pair_distances(ev.phi_1, ev.phi_8).mean())}
+
+
+def sampler_check(ev: MnistEval, teacher_net, k: int, n: int) -> dict:
+    """Is Phi_8 a fair sample of the teacher's distribution? Phi_k (larger k) on the first n evaluation seeds.
+
+    Returns the Frechet distance of Phi_k (first half) and of Phi_8 (the same
+    seeds) to Phi_8 on the second half, their ratio to each other, and the
+    pairwise gap on the shared seeds (Delta_E(Phi_8, Phi_k), mean
+    ||Phi_k - Phi_8||, mean ||Phi_8 - Phi_1|| for scale).
+    """
+    from .features import classifier_features, frechet_distance
+
+    p = ev.p
+    n = min(n, ev.halves[0].stop)
+    phi = phi_k(teacher_net, ev.z[:n].to(ev.device), k, batch_size=p.sample_batch).cpu()
+    ref = ev.feats["phi_8"][ev.halves[1]][:n]
+    fd_k = frechet_distance(classifier_features(ev.classifier, phi), ref)
+    fd_8 = frechet_distance(ev.feats["phi_8"][:n], ref)
+    return {"k": int(k), "n": int(n), "fd_phik_ref": fd_k, "fd_phi8_ref": fd_8,
+            "delta_e_phi8_phik": delta_e_record(ev.phi_8[:n], phi)["delta_e"],
+            "mean_dist_phik_phi8": float(pair_distances(phi, ev.phi_8[:n]).mean()),
+            "mean_dist_phi1_phi8": float(pair_distances(ev.phi_1[:n], ev.phi_8[:n]).mean()), "phi_k": phi}
 
 
 # ----------------------------------------------------------------------------- ablations (notebook 03)
@@ -540,10 +585,12 @@ def check_snapshots(p, teacher_snapshots) -> list:
 
 
 def distill_snapshots(p, teacher: TeacherResult, kimgs, runs_dir, seed: int = 0, device="auto", eval_z=None,
-                      concurrent: bool = False, progress_bar: bool = True) -> dict:
+                      concurrent: bool = False, progress_bar: bool = True, eval_phi_8: Optional[dict] = None) -> dict:
     """One student per teacher snapshot, identical settings and seeds (notebook 04).
 
     Returns ``{kimg: {"teacher": net, "phi_8": Phi_K(eval_z), "student": DMDResult}}``.
+    ``eval_phi_8`` ({kimg: Phi_K(eval_z)}, e.g. from :func:`mnist_eval_setup`)
+    avoids recomputing the teachers' outputs.
     ``concurrent=True`` trains the students side by side in one loop
     (:func:`dmdlib.concurrent.distill_concurrent`, the same computation);
     otherwise one after another. Both write and reuse the same run folders.
@@ -552,7 +599,10 @@ def distill_snapshots(p, teacher: TeacherResult, kimgs, runs_dir, seed: int = 0,
     out = {}
     for kimg in kimgs:
         net = mnist_snapshot(p, teacher, kimg, device=dev)
-        phi = phi_k(net, eval_z.to(dev), p.k, batch_size=p.sample_batch).cpu() if eval_z is not None else None
+        if eval_phi_8 is not None and float(kimg) in eval_phi_8:
+            phi = eval_phi_8[float(kimg)]
+        else:
+            phi = phi_k(net, eval_z.to(dev), p.k, batch_size=p.sample_batch).cpu() if eval_z is not None else None
         out[float(kimg)] = {"teacher": net, "phi_8": phi}
     if concurrent:
         from .concurrent import distill_concurrent

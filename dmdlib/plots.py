@@ -255,3 +255,60 @@ def plot_dm_curves(curves: dict, turning: Optional[dict] = None, ax=None, max_it
     if title:
         ax.set_title(title)
     return fig
+
+
+_REF_STYLE = {"start": ("s", "tab:gray", r"start $\Delta_E(\Phi_K, \Phi_1)$"),
+              "random": ("x", "tab:red", "random pairing"),
+              "reproducibility": ("D", "tab:green", "second teacher")}
+
+
+def plot_delta_e_references(results: dict, ax=None, title: Optional[str] = None, log: bool = True):
+    """Each student's Delta_E with its interval beside its reference levels ({label: {"delta_e", "references"}}).
+
+    A filled circle is a converged student, a hollow one a student that failed
+    a convergence gate; the references (start, random pairing, second
+    teacher) are drawn with their own markers and intervals.
+    """
+    fig, ax = _ax(ax, (1.6 + 1.5 * len(results), 3.8))
+    seen = set()
+    for i, (label, res) in enumerate(results.items()):
+        rec = res["delta_e"]
+        ok = rec.get("converged", True)
+        err = [[max(rec["delta_e"] - rec["ci_low"], 0)], [max(rec["ci_high"] - rec["delta_e"], 0)]]
+        ax.errorbar([i], [rec["delta_e"]], yerr=err, fmt="o", capsize=4, color="tab:blue", ms=7,
+                    mfc="tab:blue" if ok else "white",
+                    label=None if ("student" in seen) else r"student $\Delta_E(\Phi_K, G)$ (hollow: not converged)")
+        seen.add("student")
+        for j, (name, ref) in enumerate((res.get("references") or {}).items()):
+            marker, color, lab = _REF_STYLE.get(name, ("^", "k", name))
+            x = i + 0.18 * (j + 1)
+            err = [[max(ref["delta_e"] - ref["ci_low"], 0)], [max(ref["ci_high"] - ref["delta_e"], 0)]]
+            ax.errorbar([x], [ref["delta_e"]], yerr=err, fmt=marker, color=color, capsize=2, ms=5,
+                        label=None if name in seen else lab)
+            seen.add(name)
+    ax.set_xticks(np.arange(len(results)) + 0.25, list(results))
+    ax.set_ylabel(r"$\Delta_E$ (mean over seed sets, 95% CI)")
+    if log:
+        ax.set_yscale("symlog", linthresh=1e-3)
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_delta_e_vs_n(curves: dict, ax=None, title: Optional[str] = None):
+    """Delta_E-hat_N against N ({label: {"n": [...], "delta_e": [...], "ci_low": [...], "ci_high": [...]}})."""
+    fig, ax = _ax(ax, (5.5, 3.6))
+    for label, c in curves.items():
+        n, v = np.asarray(c["n"], dtype=np.float64), np.asarray(c["delta_e"], dtype=np.float64)
+        lo = np.asarray([x if x is not None else np.nan for x in c["ci_low"]], dtype=np.float64)
+        hi = np.asarray([x if x is not None else np.nan for x in c["ci_high"]], dtype=np.float64)
+        err = np.vstack([np.nan_to_num(np.clip(v - lo, 0, None)), np.nan_to_num(np.clip(hi - v, 0, None))])
+        ax.errorbar(n, v, yerr=err, fmt="o-", capsize=3, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N (seeds per set)")
+    ax.set_ylabel(r"$\hat\Delta_E^{(N)}$")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -125,7 +125,7 @@ class ToyPreset:
     n_sets: int = 10                    # R independent seed sets (the interval)
     n_curve: tuple = (125, 250, 500, 1000, 2000, 4000)   # N values of the Delta_E-against-N curve
     n_heatmap: int = 100                # samples in the distance heatmap
-    reference_teacher: bool = True      # train a second teacher (seed + 1): the reproducibility level
+    reference_datasets: tuple = ("chessboard", "moons", "gaussian_mixture")  # second teacher (seed + 1) for these
     gates: ConvergenceGates = field(default_factory=ConvergenceGates)
     notes: str = ""                     # deviations from the paper, shown in the notebook
 
@@ -167,11 +167,18 @@ class MnistPreset:
     dmd: DMDConfig = field(default_factory=DMDConfig)
     teacher_kimg: float = 8192          # the snapshot distilled by default (kimg)
     k: int = 8                          # Phi_K steps
-    n_eval: int = 1000                  # N for Delta_E
+    n_eval: int = 1000                  # N seeds per set for Delta_E (paper: 1000)
+    n_sets: int = 10                    # R independent seed sets (the interval)
+    n_curve: tuple = (125, 250, 500, 1000, 2000, 4000)   # N values of the Delta_E-against-N curve
+    k_check: int = 32                   # Phi_K at larger K, to check that Phi_8 samples the teacher's distribution
+    n_check: int = 1000                 # seeds of that check
+    gates: ConvergenceGates = field(default_factory=ConvergenceGates)
+    reference_teacher: bool = True      # train a second teacher (seed + 1) for the reproducibility level
+    reference_all_snapshots: bool = True   # notebook 04: the second teacher's level at every snapshot (else the default one)
     n_pca: int = 2000                   # triplets in the PCA figure
     n_grid: int = 30                    # seeds in the image grid
     n_heatmap: int = 100
-    n_boot: int = 200
+    n_boot: int = 200                   # bootstrap replicates of the correlation intervals (notebook 05)
     sample_batch: int = 250             # batch for Phi_K evaluations
     data_subset: int = 0                # use only the first n training images (0 = all 70,000)
     # notebook 03 (ablations, paper 4.1)
@@ -188,6 +195,9 @@ class MnistPreset:
     notes: str = ""
 
     def __post_init__(self):
+        _positive(self, "k", "n_eval", "n_sets", "k_check", "n_check", "sample_batch")
+        if self.n_eval < 2 or self.n_sets < 2:
+            raise ValueError(f"MnistPreset: n_eval and n_sets must be >= 2, got {self.n_eval}, {self.n_sets}")
         if self.n_regression_pairs < 1 or self.n_show_nn < 1 or self.nn_batch < 1:
             raise ValueError("n_regression_pairs, n_show_nn and nn_batch must be >= 1")
         if not all(0 < t <= 1 for t in self.memorisation_thresholds):
@@ -214,7 +224,7 @@ TOY_PRESETS = {
         teacher=TeacherConfig(iterations=150, batch_size=256, lr=1e-3, lr_rampup_kimg=0.0,
                               ema_halflife_kimg=5.0, checkpoint_every=50, log_every=10),
         dmd=DMDConfig(iterations=100, batch_size=256, lr=1e-4, lr_fake=1e-4, warmup_steps=10,
-                      checkpoint_every=50, log_every=10, eval_every=50),
+                      checkpoint_every=50, log_every=10, eval_every=10),
         n_eval=100, n_sets=3, n_curve=(25, 50, 100), k_ref=16, n_heatmap=40,
         notes="smoke: a tiny MLP (2 x 64) and a few hundred steps; numbers are meaningless."),
     "quick": ToyPreset(
@@ -250,8 +260,9 @@ MNIST_PRESETS = {
         teacher=TeacherConfig(iterations=16, batch_size=16, lr=1e-3, lr_rampup_kimg=0.0, ema_halflife_kimg=0.1,
                               progress_unit="kimg", snapshots=(0.128, 0.256), checkpoint_every=8, log_every=4),
         dmd=DMDConfig(iterations=10, batch_size=8, lr=1e-4, lr_fake=1e-4, warmup_steps=2, checkpoint_every=5,
-                      log_every=5, eval_every=5),
-        teacher_kimg=0.256, n_eval=64, n_pca=64, n_grid=8, n_heatmap=32, n_boot=10, sample_batch=64,
+                      log_every=5, eval_every=1),
+        teacher_kimg=0.256, n_eval=64, n_sets=4, n_curve=(16, 32, 64, 128), k_check=4, n_check=32, n_pca=64, n_grid=8,
+        n_heatmap=32, n_boot=10, sample_batch=64,
         data_subset=2048, n_regression_pairs=64, n_show_nn=4, zoom_iterations=6, turning_window=1,
         notes="smoke: a tiny UNet and a handful of steps on 2048 images; every code path runs, numbers are meaningless."),
     "quick": MnistPreset(

@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="execute only notebooks whose name starts with these")
     ap.add_argument("--warnings-as-errors", action="store_true", help="pass -W to jupyter-book")
     ap.add_argument("--no-html", action="store_true", help="execute the notebooks but skip the HTML build")
+    ap.add_argument("--results-dir", default=None,
+                    help="also copy each executed notebook and its metrics.json to <results-dir>/<preset>/<notebook>/ "
+                         "(the committed results: `make results`)")
     args = ap.parse_args(argv)
     if args.preset not in PRESETS:
         ap.error(f"unknown --preset {args.preset!r}; allowed: {', '.join(PRESETS)}")
@@ -89,6 +92,12 @@ def main(argv=None) -> int:
                             parameters=params)
         shutil.copy2(out_nb, out_dir / nb.name)
         print(f"[build_book] {nb.name}: {time.perf_counter() - t0:.1f} s", flush=True)
+        if args.results_dir:
+            dest = Path(args.results_dir).resolve() / args.preset / nb.stem
+            dest.mkdir(parents=True, exist_ok=True)
+            for src in (out_nb, out_dir / "metrics.json"):
+                shutil.copy2(src, dest / src.name)
+            print(f"[build_book] results -> {dest}", flush=True)
 
     if args.no_html:
         return 0

@@ -1,5 +1,7 @@
-"""Every notebook runs at the `smoke` preset under papermill, and the book builds with warnings as errors."""
+"""Every notebook runs at the `smoke` preset under papermill, the book builds with warnings as errors, and the
+numbers the chapters write are checked, not only their presence."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ def test_notebook_structure(nb_path):
     for c in nb.cells:
         if c.cell_type == "code":
             assert not c.get("outputs"), "source notebooks are committed without outputs"
+        assert "delta_e_bootstrap" not in c.source, "the bootstrap over seed pairs is not a valid interval"
     toc = (ROOT / "_toc.yml").read_text()
     assert f"notebooks/{nb_path.stem}" in toc, "every notebook is a page of the book"
 
@@ -36,26 +39,122 @@ def test_bad_preset_is_rejected(tmp_path):
                                         "output_dir": str(tmp_path / "o")})
 
 
-def test_smoke_book_builds(tmp_path):
-    build = tmp_path / "build"
+# ----------------------------------------------------------------------------- the smoke book and its numbers
+
+def _walk(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+def _records(obj, path=""):
+    """Every Delta_E record (a dict with delta_e, ci_low, ci_high, n, r) in a metrics tree."""
+    if isinstance(obj, dict):
+        if {"delta_e", "ci_low", "ci_high", "n", "r"} <= set(obj):
+            yield path, obj
+        for k, v in obj.items():
+            yield from _records(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _records(v, f"{path}[{i}]")
+
+
+def _student_records(metrics):
+    return [(p, r) for p, r in _records(metrics) if "converged" in r]
+
+
+def _build(build):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--preset", "smoke",
                            "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    assert (build / "_build" / "html" / "index.html").exists()
-    # the MNIST chapters share one teacher: a single teacher run folder
-    assert len(list((build / "outputs" / "smoke" / "mnist-runs").glob("teacher-*"))) == 1
+
+
+def _stream_text(nb_path):
+    nb = nbformat.read(nb_path, as_version=4)
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                     if o.get("output_type") == "stream")
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    build = tmp_path_factory.mktemp("book") / "build"
+    _build(build)
+    return build
+
+
+def test_smoke_book_builds_and_chapters_share_runs(smoke_book):
+    assert (smoke_book / "_build" / "html" / "index.html").exists()
+    # the MNIST chapters share their teachers: one folder per teacher seed (the teacher and the second teacher)
+    assert len(list((smoke_book / "outputs" / "smoke" / "mnist-runs").glob("teacher-*"))) == 2
     for nb in NOTEBOOKS:
-        metrics = json.loads((build / "outputs" / "smoke" / nb.stem / "metrics.json").read_text())
-        assert metrics["preset"] == "smoke"
-        if nb.stem.startswith("03"):
-            assert set(metrics["variants"]) == {"baseline", "gan", "regression"}
-            assert set(metrics["memorisation"]["fractions"]) == {"0.3333", "0.25", "0.1", "0.05"}
-        if nb.stem.startswith("04"):
-            assert [s["teacher_kimg"] for s in metrics["students"]] == [0.128, 0.256]
-            assert all(s["delta_e"] >= 0 for s in metrics["students"])
-        if nb.stem.startswith("05"):
-            assert {"pearson_average", "spearman_average", "pearson_nearest",
-                    "spearman_nearest"} <= set(metrics["correlations"])
-        html = build / "_build" / "html" / "notebooks" / f"{nb.stem}.html"
-        assert html.exists()
+        assert (smoke_book / "_build" / "html" / "notebooks" / f"{nb.stem}.html").exists()
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_smoke_metrics_are_finite_and_consistent(smoke_book, nb_path):
+    m = json.loads((smoke_book / "outputs" / "smoke" / nb_path.stem / "metrics.json").read_text())
+    assert m["preset"] == "smoke" and m["seed"] == 0 and m["wall_time_s"] > 0
+    assert "commit" in m and "dirty" in m and "hardware" in m
+    for path, v in _walk(m):
+        assert not (isinstance(v, str) and v.lower() in ("nan", "inf", "-inf")), f"{path} is not finite: {v}"
+        assert not (isinstance(v, float) and not math.isfinite(v)), f"{path} is not finite: {v}"
+    recs = list(_records(m))
+    for path, r in recs:
+        assert r["ci_low"] <= r["delta_e"] <= r["ci_high"], path
+        assert r["delta_e"] >= 0 and r["n"] >= 2 and r["r"] >= 2, path
+        if "e_dt" in r:
+            assert r["e_ot"] <= r["e_dt"] + 1e-12, path
+    flat = dict(_walk(m))
+    for path, v in flat.items():   # every transport pair anywhere (records, fit tables, logs)
+        if path.endswith("e_ot") and path[:-4] + "e_dt" in flat:
+            assert v <= flat[path[:-4] + "e_dt"] + 1e-12, path
+    if nb_path.stem.startswith(("01", "02", "03", "04", "05")):
+        assert _student_records(m), "every chapter reports a student's Delta_E with its verdict"
+    for path, r in _student_records(m):
+        g = r["gates"]
+        assert {"fit_ratio", "travel", "plateau_change", "failed", "thresholds"} <= set(g), path
+        assert r["converged"] == (g["failed"] == []), path
+
+
+def test_smoke_first_delta_e_along_is_the_start(smoke_book):
+    """At iteration 0 the student is Phi_1, so the first Delta_E along distillation is Delta_E(Phi_8, Phi_1)."""
+    toy = json.loads((smoke_book / "outputs" / "smoke" / "01_lowdim_remapping" / "metrics.json").read_text())
+    mnist = json.loads((smoke_book / "outputs" / "smoke" / "02_mnist_copying" / "metrics.json").read_text())
+    for m in list(toy["datasets"].values()) + [mnist]:
+        assert m["delta_e_along"]["iteration"][0] == 0
+        assert m["delta_e_along"]["delta_e"][0] == pytest.approx(m["delta_e_start_set0"], rel=1e-6, abs=1e-9)
+
+
+def test_smoke_chapter_contents(smoke_book):
+    out = smoke_book / "outputs" / "smoke"
+    m1 = json.loads((out / "01_lowdim_remapping" / "metrics.json").read_text())
+    assert set(m1["datasets"]) == {"chessboard", "moons", "gaussian_mixture"}
+    for d in m1["datasets"].values():
+        assert set(d["references"]) >= {"start", "random"}
+        assert d["delta_e_vs_n"]["n"] == sorted(d["delta_e_vs_n"]["n"])
+    m3 = json.loads((out / "03_ablations" / "metrics.json").read_text())
+    assert set(m3["variants"]) == {"baseline", "gan", "regression"}
+    assert set(m3["memorisation"]["fractions"]) == {"0.3333", "0.25", "0.1", "0.05"}
+    m4 = json.loads((out / "04_teacher_convergence" / "metrics.json").read_text())
+    assert [s["teacher_kimg"] for s in m4["students"]] == [0.128, 0.256]
+    m5 = json.loads((out / "05_boundary" / "metrics.json").read_text())
+    assert {"pearson_average", "spearman_average", "pearson_nearest", "spearman_nearest"} <= set(m5["correlations"])
+
+
+def test_second_build_reloads_every_run(smoke_book):
+    """Building again into the same folder trains nothing: every teacher and student is reloaded."""
+    runs = sorted(p for p in (smoke_book / "outputs" / "smoke").rglob("result.pt"))
+    before = {p: p.stat().st_mtime_ns for p in runs}
+    _build(smoke_book)
+    assert {p: p.stat().st_mtime_ns for p in runs} == before
+    assert sorted((smoke_book / "outputs" / "smoke").rglob("result.pt")) == runs
+    for nb in NOTEBOOKS:
+        text = _stream_text(smoke_book / "outputs" / "smoke" / nb.stem / nb.name)
+        assert "trained now" not in text and "resumed at" not in text, nb.name
+        assert "loaded from the run folder" in text, nb.name
