@@ -5,15 +5,20 @@ A run directory holds ``config.json`` (the configuration that produced it),
 whatever the run writes at the end (snapshots, ``result.pt``, loss logs).
 Checkpoints hold only tensors and plain Python values, so they load with
 ``torch.load(..., weights_only=True)``; nothing in dmdlib unpickles
-arbitrary objects.
+arbitrary objects. A file that cannot be loaded (truncated, corrupted, or
+not written by dmdlib) raises :class:`CorruptCheckpointError`, which names
+the file and what to do. Temporary files left by a process killed while
+writing are removed when the run folder is next prepared.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +36,33 @@ class NonFiniteLossError(RuntimeError):
 
 class ConfigMismatchError(RuntimeError):
     """A run directory holds a run made with a different configuration."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file cannot be loaded (truncated, corrupted, or not a dmdlib checkpoint).
+
+    ``path`` is the file; the message says how to recover.
+    """
+
+    def __init__(self, path, error: BaseException):
+        self.path = Path(path)
+        detail = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:160]   # torch's first sentence only
+        cause = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        super().__init__(
+            f"{self.path} cannot be loaded: it is truncated or corrupted (e.g. the process was killed or the disk "
+            f"was full while it was written or copied) or it is not a dmdlib checkpoint ({cause}). "
+            f"{_recovery_advice(self.path)}")
+
+
+def _recovery_advice(path: Path) -> str:
+    """What to do about an unreadable file, by its role in a run folder."""
+    if path.name == "checkpoint.pt":
+        what = "restart this run from its beginning"
+    elif path.name == "result.pt":
+        what = "train this run again"
+    else:
+        what = "recreate it"
+    return f"Delete it and run again to {what}, or restore it from a backup."
 
 
 def check_stop_after(stop_after) -> None:
@@ -79,8 +111,6 @@ def derived_seed(seed: int, stream: str) -> int:
     stream, none of which coincides with a training seed (small integers) or
     with another stream.
     """
-    import hashlib
-
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(stream, str) or not stream:
@@ -132,8 +162,36 @@ def atomic_torch_save(obj: Any, path) -> None:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a dmdlib checkpoint with ``weights_only=True`` (tensors and plain values only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a dmdlib checkpoint with ``weights_only=True`` (tensors and plain values only).
+
+    A file that exists but cannot be loaded raises :class:`CorruptCheckpointError`
+    (naming the file and what to do) instead of torch's unpickling error; a
+    missing or unreadable file raises the operating system's error.
+    """
+    open(path, "rb").close()  # a missing or unreadable file: the OS's error, which names it
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip (RuntimeError, OSError), garbage (UnpicklingError), empty (EOFError)
+        raise CorruptCheckpointError(path, e) from None
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temps(run_dir) -> list:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that a killed writer left in ``run_dir``.
+
+    :func:`atomic_write_bytes` and :func:`atomic_torch_save` remove their
+    temporary file when they fail, but a killed process cannot. A run folder
+    is used by one process at a time, so at the start of a run every such
+    file is stale. Returns the removed paths.
+    """
+    removed = []
+    for f in sorted(Path(run_dir).rglob(".*.tmp")):
+        if f.is_file() and _TEMP_NAME.match(f.name):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
 
 
 def _jsonable(obj):
@@ -179,16 +237,18 @@ def config_tag(*parts) -> str:
     A changed preset then trains into a new folder instead of colliding with
     the runs of the old one.
     """
-    import hashlib
-
     blob = json.dumps(_jsonable(list(parts)), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
 
 
 def prepare_run_dir(run_dir, config: dict) -> Path:
-    """Create ``run_dir`` and record ``config``; refuse to mix runs with different configurations."""
+    """Create ``run_dir`` and record ``config``; refuse to mix runs with different configurations.
+
+    Stale temporary files of a killed writer are removed (:func:`remove_stale_temps`).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)
     cfg_path = run_dir / "config.json"
     config = _jsonable(config)
     if cfg_path.exists():
