@@ -102,7 +102,7 @@ def train_toy_teacher(dataset: str, p: ToyPreset, root, seed: int = 0, device="c
     data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
     return train_teacher(net, data_fn, cfg, run_dir=Path(root) / f"teacher-{tag}", seed=seed, device=dev,
                          progress_bar=progress_bar, desc=f"{dataset} teacher (seed {seed})",
-                         speed=accel.default_speed(dev))
+                         speed=accel.default_speed(dev), data_id=f"toy:{dataset}:dim={p.dim}")
 
 
 def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None):
@@ -202,6 +202,13 @@ def mnist_training_data(p, device) -> torch.Tensor:
     return x.to(device)
 
 
+def mnist_data_id(p) -> str:
+    """The training images' identity recorded in the run folders: MNIST's pinned checksum and the preset's subset."""
+    from .data.mnist import MNIST_SHA256
+
+    return f"mnist:sha256={MNIST_SHA256}:subset={p.data_subset}"
+
+
 def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
                         progress_bar: bool = True) -> TeacherResult:
     """Train (or resume, or reload) the unconditional MNIST teacher with its snapshots (kimg).
@@ -218,7 +225,8 @@ def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
     data_fn = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]  # noqa: E731
     tag = mnist_teacher_tag(p, seed)
     return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / f"teacher-{tag}", seed=seed, device=dev,
-                         progress_bar=progress_bar, desc=f"MNIST teacher (seed {seed})", speed=accel.default_speed(dev))
+                         progress_bar=progress_bar, desc=f"MNIST teacher (seed {seed})", speed=accel.default_speed(dev),
+                         data_id=mnist_data_id(p))
 
 
 def check_teacher_kimg(p, teacher_kimg) -> float:
@@ -502,6 +510,7 @@ def distill_variant(p, teacher_net, kimg: float, variant: str, runs_dir, seed: i
     if variant == "gan":
         n = data.shape[0]
         extra["data_fn"] = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]
+        extra["data_id"] = mnist_data_id(p)
     else:
         extra["regression_pairs"] = pairs
     return distill_mnist(replace(p, dmd=cfg), teacher_net, kimg, runs_dir, seed=seed, device=dev, eval_z=eval_z,

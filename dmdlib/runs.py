@@ -71,6 +71,12 @@ def check_stop_after(stop_after) -> None:
         raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
 
 
+def check_data_id(data_id) -> None:
+    """Validate a ``data_id`` argument (None or a non-empty string naming the training data)."""
+    if data_id is not None and (not isinstance(data_id, str) or not data_id):
+        raise ValueError(f"data_id must be None or a non-empty string naming the data, got {data_id!r}")
+
+
 def check_finite(value: float, what: str, first: int, last: int, desc: str, run_dir, hint: str) -> None:
     """Raise :class:`NonFiniteLossError` if a logged loss is NaN/inf, naming the iterations and run folder."""
     if not math.isfinite(value):
@@ -194,6 +200,23 @@ def remove_stale_temps(run_dir) -> list:
     return removed
 
 
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """SHA-256 of tensors' shapes, dtypes and values (identifies e.g. a set of regression pairs)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """``dmdlib.__version__``: the version of the training code, recorded in every run folder."""
+    from . import __version__
+
+    return __version__
+
+
 def _jsonable(obj):
     if dataclasses.is_dataclass(obj):
         return _jsonable(dataclasses.asdict(obj))
@@ -241,25 +264,36 @@ def config_tag(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:8]
 
 
+INFO_KEY = "info"
+
+
 def prepare_run_dir(run_dir, config: dict) -> Path:
     """Create ``run_dir`` and record ``config``; refuse to mix runs with different configurations.
 
-    Stale temporary files of a killed writer are removed (:func:`remove_stale_temps`).
+    ``config`` must hold everything that changes the run's result; a folder
+    whose ``config.json`` differs raises :class:`ConfigMismatchError` naming
+    the differing entries. A new ``config.json`` also gets an ``"info"``
+    entry (the git commit of the code, :func:`git_state`), which is
+    informational and not compared. Stale temporary files of a killed
+    writer are removed (:func:`remove_stale_temps`).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(run_dir)
     cfg_path = run_dir / "config.json"
     config = _jsonable(config)
+    if INFO_KEY in config:
+        raise ValueError(f"config must not hold the key {INFO_KEY!r} (reserved for informational entries)")
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
+        old.pop(INFO_KEY, None)
         if old != config:
             diff = _diff_keys(old, config)
             raise ConfigMismatchError(
                 f"run directory {run_dir} holds a run with a different configuration "
                 f"(differs in: {', '.join(diff)}); choose another output_dir or delete the folder")
     else:
-        write_json(cfg_path, config)
+        write_json(cfg_path, {**config, INFO_KEY: {"git": git_state()}})
     return run_dir
 
 

@@ -1,5 +1,7 @@
-"""Run folders (issue #9): crashes while saving, stale temporary files, damaged checkpoints."""
+"""Run folders (issue #9): crashes while saving, stale temporary files, damaged checkpoints, and a
+config.json that records everything that changes a run's result."""
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -7,8 +9,10 @@ import pytest
 import torch
 
 import dmdlib
-from dmdlib import CorruptCheckpointError, DMDConfig, TeacherConfig
-from dmdlib.runs import atomic_torch_save
+from dmdlib import ConfigMismatchError, CorruptCheckpointError, DMDConfig, TeacherConfig, accel
+from dmdlib import pipeline as pl
+from dmdlib.concurrent import distill_concurrent
+from dmdlib.runs import atomic_torch_save, prepare_run_dir
 
 TCFG = TeacherConfig(iterations=10, batch_size=32, lr=1e-3, lr_rampup_kimg=0.0, checkpoint_every=5, log_every=5,
                      ema_halflife_kimg=1.0, snapshots=(3,))
@@ -142,3 +146,143 @@ def test_damaged_snapshot_and_missing_file(tmp_path):
         dmdlib.load_snapshot(tiny_denoiser(), snap)
     with pytest.raises(FileNotFoundError):                 # a missing file is the OS's own, clear error
         dmdlib.load_checkpoint(tmp_path / "nope.pt")
+
+
+# ----------------------------------------------------------------------------- what a run folder records
+
+def config_json(run_dir):
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def test_teacher_run_records_speed(tmp_path):
+    teach(tmp_path / "t", stop_after=1)
+    teach(tmp_path / "t", stop_after=1, speed=accel.Speed())     # None is the reference, Speed()
+    with pytest.raises(ConfigMismatchError, match=r"differs in: speed\.channels_last\)"):
+        teach(tmp_path / "t", speed=accel.Speed(channels_last=True))
+    assert config_json(tmp_path / "t")["speed"] == dataclasses.asdict(accel.Speed())
+
+
+def test_teacher_run_records_the_loss_sigma_data(tmp_path):
+    teach(tmp_path / "t", stop_after=1)
+    with pytest.raises(ConfigMismatchError, match=r"differs in: config\.sigma_data\)"):
+        teach(tmp_path / "t", cfg=dataclasses.replace(TCFG, sigma_data=0.7))
+
+
+def test_teacher_run_records_the_denoisers_sigma_data(tmp_path):
+    teach(tmp_path / "t", stop_after=1)
+    with pytest.raises(ConfigMismatchError, match=r"differs in: denoiser_sigma_data\)"):
+        teach(tmp_path / "t", net=tiny_denoiser(sigma_data=0.7))
+
+
+def test_teacher_run_records_the_data_id(tmp_path):
+    teach(tmp_path / "t", stop_after=1, data_id="toy:chessboard:dim=4")
+    assert config_json(tmp_path / "t")["data_id"] == "toy:chessboard:dim=4"
+    with pytest.raises(ConfigMismatchError, match=r"differs in: data_id\)"):
+        teach(tmp_path / "t", data_id="toy:moons:dim=4")
+    with pytest.raises(ConfigMismatchError, match=r"differs in: data_id\)"):
+        teach(tmp_path / "t")
+    with pytest.raises(ValueError, match="data_id"):
+        teach(tmp_path / "u", data_id=3)
+
+
+def test_teacher_run_records_the_code_version(tmp_path, monkeypatch):
+    teach(tmp_path / "t", stop_after=1)
+    assert config_json(tmp_path / "t")["code_version"] == dmdlib.__version__
+    monkeypatch.setattr(dmdlib, "__version__", dmdlib.__version__ + "+changed")
+    with pytest.raises(ConfigMismatchError, match=r"differs in: code_version\)"):
+        teach(tmp_path / "t")
+
+
+def test_git_commit_is_recorded_but_not_compared(tmp_path):
+    teach(tmp_path / "t", stop_after=1)
+    cfg = config_json(tmp_path / "t")
+    assert set(cfg["info"]["git"]) == {"commit", "dirty"}
+    cfg["info"]["git"] = {"commit": "0" * 40, "dirty": True}   # another checkout of the same code version
+    (tmp_path / "t" / "config.json").write_text(json.dumps(cfg))
+    assert teach(tmp_path / "t").iterations == TCFG.iterations
+    with pytest.raises(ValueError, match="info"):
+        prepare_run_dir(tmp_path / "x", {"kind": "x", "info": 1})
+
+
+def test_dmd_run_records_speed(tmp_path):
+    distil(tmp_path / "d", stop_after=1)
+    with pytest.raises(ConfigMismatchError, match=r"differs in: speed\.amp\)"):
+        distil(tmp_path / "d", speed=accel.Speed(amp="bf16"))
+
+
+def test_dmd_run_records_the_fake_score_sigma_data(tmp_path):
+    distil(tmp_path / "d", stop_after=1)                                       # the teacher's: 0.5
+    assert config_json(tmp_path / "d")["sigma_data"] == 0.5
+    distil(tmp_path / "d", stop_after=1, sigma_data=0.5)                       # the same, given explicitly
+    with pytest.raises(ConfigMismatchError, match=r"differs in: sigma_data\)"):
+        distil(tmp_path / "d", sigma_data=0.3)
+
+
+def test_dmd_run_records_the_teachers_sigma_data(tmp_path):
+    """Same weights, other preconditioning: the teacher's fingerprint (its state_dict) cannot tell them apart."""
+    distil(tmp_path / "d", stop_after=1, sigma_data=0.5)
+    with pytest.raises(ConfigMismatchError, match=r"differs in: teacher_sigma_data\)"):
+        distil(tmp_path / "d", teacher=tiny_denoiser(sigma_data=0.8), sigma_data=0.5)
+
+
+def test_dmd_run_records_the_gan_data_id(tmp_path):
+    p = dmdlib.get_preset("mnist", "smoke")
+    torch.manual_seed(0)
+    teacher = pl.mnist_denoiser(p)
+    cfg = dataclasses.replace(p.dmd, batch_size=2, gan_d_weight=1e-2, gan_g_weight=3e-3)
+    data_fn = lambda n, g: torch.zeros(n, 1, 32, 32)  # noqa: E731
+
+    def run(run_dir, cfg, data_id):
+        return dmdlib.distill(teacher, (1, 32, 32), cfg, run_dir=run_dir, device="cpu", progress_bar=False,
+                              data_fn=data_fn, data_id=data_id, stop_after=1)
+
+    run(tmp_path / "gan", cfg, "mnist:a")
+    assert config_json(tmp_path / "gan")["data_id"] == "mnist:a"
+    with pytest.raises(ConfigMismatchError, match=r"differs in: data_id\)"):
+        run(tmp_path / "gan", cfg, "mnist:b")
+    # without the GAN term the data are unused, and not recorded
+    plain = dataclasses.replace(cfg, gan_d_weight=0.0, gan_g_weight=0.0)
+    run(tmp_path / "plain", plain, "mnist:a")
+    assert config_json(tmp_path / "plain")["data_id"] is None
+
+
+def test_dmd_run_records_the_regression_pairs(tmp_path):
+    cfg = dataclasses.replace(DCFG, regression_weight=1.0)
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    distil(tmp_path / "d", cfg=cfg, stop_after=1, regression_pairs=(z, x))
+    assert len(config_json(tmp_path / "d")["regression_pairs"]) == 64      # a SHA-256 hex digest
+    distil(tmp_path / "d", cfg=cfg, stop_after=1, regression_pairs=(z.clone(), x.clone()))
+    x2 = x.clone()
+    x2[3, 1] += 1e-3
+    with pytest.raises(ConfigMismatchError, match=r"differs in: regression_pairs\)"):
+        distil(tmp_path / "d", cfg=cfg, regression_pairs=(z, x2))
+
+
+def test_dmd_run_records_the_code_version(tmp_path, monkeypatch):
+    distil(tmp_path / "d", stop_after=1)
+    monkeypatch.setattr(dmdlib, "__version__", dmdlib.__version__ + "+changed")
+    with pytest.raises(ConfigMismatchError, match=r"differs in: code_version\)"):
+        distil(tmp_path / "d")
+
+
+def test_dmd_run_records_the_student_init(tmp_path):
+    distil(tmp_path / "d", stop_after=1)
+    assert config_json(tmp_path / "d")["student_init"] is None
+    with pytest.raises(ConfigMismatchError, match=r"differs in: student_init\)"):
+        distil(tmp_path / "d", student_init=tiny_denoiser(seed=1))
+
+
+def test_concurrent_students_record_distills_run_config(tmp_path):
+    """Each student folder of distill_concurrent holds exactly the config.json distill writes for it."""
+    ts = [tiny_denoiser(seed=s) for s in (0, 1)]
+    speed = accel.Speed(tf32=True)
+    for i, t in enumerate(ts):
+        distil(tmp_path / "seq" / f"s{i}", teacher=t, speed=speed, stop_after=1)
+    distill_concurrent(ts, (4,), DCFG, run_dirs=[tmp_path / "con" / f"s{i}" for i in range(2)], device="cpu",
+                       progress_bar=False, speed=speed, stop_after=1)
+    for i in range(2):
+        seq, con = config_json(tmp_path / "seq" / f"s{i}"), config_json(tmp_path / "con" / f"s{i}")
+        seq.pop("info")
+        con.pop("info")
+        assert seq == con and seq["speed"]["tf32"] is True
