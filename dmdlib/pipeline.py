@@ -6,6 +6,7 @@ from there when the notebook runs again.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -38,7 +39,12 @@ def validate_params(preset: str, device: str, seed: int, output_dir) -> torch.de
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(output_dir, (str, Path)) or not str(output_dir):
         raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=output_dir).close()   # can we write there?
+    except OSError as e:
+        raise ValueError(f"output_dir {str(output_dir)!r} cannot be created or written to "
+                         f"({type(e).__name__}: {e.strerror or e}); choose a writable folder") from None
     return dev
 
 

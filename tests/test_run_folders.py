@@ -286,3 +286,26 @@ def test_concurrent_students_record_distills_run_config(tmp_path):
         seq.pop("info")
         con.pop("info")
         assert seq == con and seq["speed"]["tf32"] is True
+
+
+# ----------------------------------------------------------------------------- an unwritable output_dir
+
+def test_validate_params_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for bad in (blocker, blocker / "out", str(blocker / "out" / "deeper")):
+        with pytest.raises(ValueError, match="output_dir") as e:
+            pl.validate_params("smoke", "cpu", 0, bad)
+        assert "writable" in str(e.value) and str(blocker) in str(e.value)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="permissions do not bind root")
+def test_validate_params_read_only_output_dir(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match="output_dir"):
+            pl.validate_params("smoke", "cpu", 0, ro)
+    finally:
+        ro.chmod(0o700)
