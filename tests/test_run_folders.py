@@ -97,7 +97,7 @@ def test_stale_temporary_files_are_removed_at_the_next_start(tmp_path):
     distil(d_dir, stop_after=7)
     stale = [t_dir / ".checkpoint.pt.k3j2_x9a.tmp", t_dir / "snapshots" / ".teacher-3iter.pt.abcd1234.tmp",
              t_dir / ".config.json.zz9_q1we.tmp", d_dir / ".result.pt.0a1b2c3d.tmp"]
-    keep = [t_dir / "notes.tmp", t_dir / ".hidden", d_dir / "my.checkpoint.pt.tmp"]
+    keep = [t_dir / "notes.tmp", t_dir / ".hidden", t_dir / ".session.tmp", d_dir / "my.checkpoint.pt.tmp"]
     for f in stale + keep:
         f.write_bytes(b"partial")
     assert teach(t_dir).started_at == 5
@@ -176,21 +176,22 @@ def test_teacher_run_records_the_denoisers_sigma_data(tmp_path):
 
 def test_teacher_run_records_the_data_id(tmp_path):
     teach(tmp_path / "t", stop_after=1, data_id="toy:chessboard:dim=4")
-    assert config_json(tmp_path / "t")["data_id"] == "toy:chessboard:dim=4"
     with pytest.raises(ConfigMismatchError, match=r"differs in: data_id\)"):
         teach(tmp_path / "t", data_id="toy:moons:dim=4")
     with pytest.raises(ConfigMismatchError, match=r"differs in: data_id\)"):
         teach(tmp_path / "t")
+    assert config_json(tmp_path / "t")["data_id"] == "toy:chessboard:dim=4"
     with pytest.raises(ValueError, match="data_id"):
         teach(tmp_path / "u", data_id=3)
 
 
 def test_teacher_run_records_the_code_version(tmp_path, monkeypatch):
     teach(tmp_path / "t", stop_after=1)
+    with monkeypatch.context() as m:
+        m.setattr(dmdlib, "__version__", dmdlib.__version__ + "+changed")
+        with pytest.raises(ConfigMismatchError, match=r"differs in: code_version\)"):
+            teach(tmp_path / "t")
     assert config_json(tmp_path / "t")["code_version"] == dmdlib.__version__
-    monkeypatch.setattr(dmdlib, "__version__", dmdlib.__version__ + "+changed")
-    with pytest.raises(ConfigMismatchError, match=r"differs in: code_version\)"):
-        teach(tmp_path / "t")
 
 
 def test_git_commit_is_recorded_but_not_compared(tmp_path):
@@ -212,10 +213,10 @@ def test_dmd_run_records_speed(tmp_path):
 
 def test_dmd_run_records_the_fake_score_sigma_data(tmp_path):
     distil(tmp_path / "d", stop_after=1)                                       # the teacher's: 0.5
-    assert config_json(tmp_path / "d")["sigma_data"] == 0.5
     distil(tmp_path / "d", stop_after=1, sigma_data=0.5)                       # the same, given explicitly
     with pytest.raises(ConfigMismatchError, match=r"differs in: sigma_data\)"):
         distil(tmp_path / "d", sigma_data=0.3)
+    assert config_json(tmp_path / "d")["sigma_data"] == 0.5
 
 
 def test_dmd_run_records_the_teachers_sigma_data(tmp_path):
@@ -237,9 +238,9 @@ def test_dmd_run_records_the_gan_data_id(tmp_path):
                               data_fn=data_fn, data_id=data_id, stop_after=1)
 
     run(tmp_path / "gan", cfg, "mnist:a")
-    assert config_json(tmp_path / "gan")["data_id"] == "mnist:a"
     with pytest.raises(ConfigMismatchError, match=r"differs in: data_id\)"):
         run(tmp_path / "gan", cfg, "mnist:b")
+    assert config_json(tmp_path / "gan")["data_id"] == "mnist:a"
     # without the GAN term the data are unused, and not recorded
     plain = dataclasses.replace(cfg, gan_d_weight=0.0, gan_g_weight=0.0)
     run(tmp_path / "plain", plain, "mnist:a")
@@ -251,12 +252,12 @@ def test_dmd_run_records_the_regression_pairs(tmp_path):
     z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
     x = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
     distil(tmp_path / "d", cfg=cfg, stop_after=1, regression_pairs=(z, x))
-    assert len(config_json(tmp_path / "d")["regression_pairs"]) == 64      # a SHA-256 hex digest
     distil(tmp_path / "d", cfg=cfg, stop_after=1, regression_pairs=(z.clone(), x.clone()))
     x2 = x.clone()
     x2[3, 1] += 1e-3
     with pytest.raises(ConfigMismatchError, match=r"differs in: regression_pairs\)"):
         distil(tmp_path / "d", cfg=cfg, regression_pairs=(z, x2))
+    assert len(config_json(tmp_path / "d")["regression_pairs"]) == 64      # a SHA-256 hex digest
 
 
 def test_dmd_run_records_the_code_version(tmp_path, monkeypatch):
@@ -268,9 +269,9 @@ def test_dmd_run_records_the_code_version(tmp_path, monkeypatch):
 
 def test_dmd_run_records_the_student_init(tmp_path):
     distil(tmp_path / "d", stop_after=1)
-    assert config_json(tmp_path / "d")["student_init"] is None
     with pytest.raises(ConfigMismatchError, match=r"differs in: student_init\)"):
         distil(tmp_path / "d", student_init=tiny_denoiser(seed=1))
+    assert config_json(tmp_path / "d")["student_init"] is None
 
 
 def test_concurrent_students_record_distills_run_config(tmp_path):
