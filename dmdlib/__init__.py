@@ -15,10 +15,14 @@ from .metrics import (delta_e, delta_e_interval, delta_e_record, delta_e_sets, d
 from .nets import ADMUNet, MLPNet, load_edm_state_dict
 from .precond import EDMPrecond, edm_coefficients, edm_loss
 from .presets import PRESET_NAMES, DMDConfig, TeacherConfig, ToyPreset, get_preset
-from .runs import (ConfigMismatchError, NonFiniteLossError, Stopwatch, hardware_info, load_checkpoint,
-                   resolve_device, write_json)
+from .runs import (ConfigMismatchError, CorruptCheckpointError, NonFiniteLossError, Stopwatch, hardware_info,
+                   load_checkpoint, resolve_device, write_json)
 from .sampler import heun_sample, phi_k
 from .schedule import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, band_indices, karras_sigmas, karras_table
 from .teacher import TeacherResult, load_snapshot, train_teacher
 
 __version__ = "0.1.0"
+"""The version of the training code. Every run folder records it (``code_version`` in
+``config.json``) and refuses to resume or reload a run made with another one, so bump it
+whenever training behaviour changes (what a teacher or DMD run computes from the same
+configuration, data and seed); leave it alone for changes that do not affect training."""

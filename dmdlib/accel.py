@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
@@ -59,6 +59,11 @@ def default_speed(device) -> Speed:
     summation order).
     """
     return CPU_DEFAULT if torch.device(device).type == "cpu" else REFERENCE
+
+
+def speed_record(speed: Optional[Speed]) -> dict:
+    """The speed settings as a run folder records them (``None`` is the reference, recorded as ``Speed()``)."""
+    return asdict(speed if speed is not None else REFERENCE)
 
 
 def tf32_flags() -> tuple:

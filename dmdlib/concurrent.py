@@ -86,15 +86,18 @@ def _unstack_into(module: nn.Module, stacked: dict, s: int) -> nn.Module:
 def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDConfig, run_dirs=None, seed: int = 0,
                        device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
                        eval_fns: Optional[Sequence[Optional[Callable]]] = None, sigma_data: Optional[float] = None,
-                       desc: str = "DMD (concurrent)", speed: Optional[accel.Speed] = None) -> list:
+                       desc: str = "DMD (concurrent)", speed: Optional[accel.Speed] = None,
+                       student_inits: Optional[Sequence[Optional[nn.Module]]] = None) -> list:
     """Distil each of ``teachers`` (same architecture) into its own one-step student, all in one loop.
 
     ``run_dirs`` (one per teacher, or None) are the folders distill() would
     use; finished students are loaded from them, students with a partial
     sequential checkpoint are finished by distill(), and the rest train
     together (group checkpoint in ``<parent of run_dirs[0]>/concurrent-<tag>``).
-    ``eval_fns[i](G_i, iteration)`` as distill's ``eval_fn``. Returns one
-    :class:`DMDResult` per teacher, in order.
+    ``eval_fns[i](G_i, iteration)`` as distill's ``eval_fn``;
+    ``student_inits[i]`` as distill's ``student_init`` (None: start from the
+    teacher). Each student's folder records distill's :func:`run_config`.
+    Returns one :class:`DMDResult` per teacher, in order.
     """
     from tqdm.auto import tqdm
 
@@ -107,8 +110,9 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
                          "use distill() for the ablation variants")
     run_dirs = [None] * n if run_dirs is None else list(run_dirs)
     eval_fns = [None] * n if eval_fns is None else list(eval_fns)
-    if len(run_dirs) != n or len(eval_fns) != n:
-        raise ValueError(f"run_dirs and eval_fns need one entry per teacher ({n})")
+    inits = [None] * n if student_inits is None else list(student_inits)
+    if len(run_dirs) != n or len(eval_fns) != n or len(inits) != n:
+        raise ValueError(f"run_dirs, eval_fns and student_inits need one entry per teacher ({n})")
     if sum(d is None for d in run_dirs) not in (0, n):
         raise ValueError("run_dirs must be all paths or all None")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -118,20 +122,21 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     todo = []
     for i, (t, d) in enumerate(zip(teachers, run_dirs)):
         if d is not None:
-            d = prepare_run_dir(d, run_config(t, z_shape, cfg, seed))
+            d = prepare_run_dir(d, run_config(t, z_shape, cfg, seed, sigma_data, speed, student_init=inits[i]))
             run_dirs[i] = d
             if (d / "result.pt").exists() or (d / "checkpoint.pt").exists():   # finished, or begun sequentially
                 results[i] = distill(t, z_shape, cfg, run_dir=d, seed=seed, device=dev, progress_bar=progress_bar,
                                      eval_fn=eval_fns[i], sigma_data=sigma_data, speed=speed,
-                                     desc=f"{desc} [{i}] (sequential)")
+                                     desc=f"{desc} [{i}] (sequential)", student_init=inits[i])
                 continue
         todo.append(i)
     if not todo:
         return results
 
     reals = [copy.deepcopy(teachers[i]).to(dev).eval().requires_grad_(False) for i in todo]
-    gens = [OneStepGenerator(copy.deepcopy(teachers[i]).requires_grad_(True)).to(dev).train() for i in todo]
-    fakes = [copy.deepcopy(teachers[i]).requires_grad_(True).to(dev).train() for i in todo]
+    starts = [teachers[i] if inits[i] is None else inits[i] for i in todo]
+    gens = [OneStepGenerator(copy.deepcopy(m).requires_grad_(True)).to(dev).train() for m in starts]
+    fakes = [copy.deepcopy(m).requires_grad_(True).to(dev).train() for m in starts]
     rp, rb = stack_module_state(reals)
     gp, gb = stack_module_state(gens)
     fp, fb = stack_module_state(fakes)
@@ -151,9 +156,10 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     group_dir = None
     if run_dirs[0] is not None:
         names = [run_dirs[i].name for i in todo]
+        shared = {k: v for k, v in run_config(reals[0], z_shape, cfg, seed, sigma_data, speed).items()
+                  if k not in ("teacher", "teacher_sigma_data", "student_init")}   # per member, in its own folder
         group_dir = prepare_run_dir(Path(run_dirs[todo[0]]).parent / f"concurrent-{config_tag(names)}",
-                                    {"kind": "dmd-concurrent", "members": names, "seed": seed,
-                                     "config": run_config(reals[0], z_shape, cfg, seed)["config"]})
+                                    {**shared, "kind": "dmd-concurrent", "members": names})
         if (group_dir / "checkpoint.pt").exists():
             ck = load_checkpoint(group_dir / "checkpoint.pt", map_location=dev)
             with torch.no_grad():

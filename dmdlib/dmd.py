@@ -52,8 +52,8 @@ from torch import nn
 from . import accel
 from .presets import DMDConfig
 from .precond import denoising_weight
-from .runs import (atomic_torch_save, check_finite, check_stop_after, load_checkpoint, make_generator,
-                   prepare_run_dir, resolve_device)
+from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
+                   make_generator, prepare_run_dir, resolve_device, tensors_sha256)
 from .schedule import SIGMA_MAX, band_indices, karras_table
 
 
@@ -162,10 +162,30 @@ def teacher_sigma_data(teacher: nn.Module, sigma_data: Optional[float] = None) -
     return float(getattr(teacher, "sigma_data", 0.5))
 
 
-def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int) -> dict:
-    """What identifies a DMD run (recorded in its folder; a different one is refused there)."""
+def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int, sigma_data: Optional[float] = None,
+               speed: Optional[accel.Speed] = None, data_id: Optional[str] = None,
+               regression_pairs: Optional[tuple] = None, student_init: Optional[nn.Module] = None) -> dict:
+    """What identifies a DMD run (recorded in its folder; a different one is refused there).
+
+    Everything that changes the result: the teacher (weights fingerprint and
+    its preconditioning ``sigma_data``), the fake-score weight ``sigma_data``
+    (resolved by :func:`teacher_sigma_data`), the configuration, seed and
+    noise shape, the speed settings, the GAN's real data (``data_id``, when
+    the GAN term is on), the regression pairs (SHA-256, when the regression
+    term is on), the network the student starts from (None: the teacher)
+    and the version of the training code. ``distill_concurrent`` records the
+    same for each of its students, so either path reloads the other's runs.
+    """
+    use_gan = cfg.gan_d_weight > 0 or cfg.gan_g_weight > 0
+    pairs = regression_pairs if cfg.regression_weight > 0 else None
+    init = None if student_init is None else {"weights": state_fingerprint(student_init),
+                                              "sigma_data": getattr(student_init, "sigma_data", None)}
     return {"kind": "dmd", "seed": seed, "z_shape": list(z_shape), "teacher": state_fingerprint(teacher),
-            "config": asdict(cfg)}
+            "teacher_sigma_data": getattr(teacher, "sigma_data", None),
+            "sigma_data": teacher_sigma_data(teacher, sigma_data), "config": asdict(cfg),
+            "speed": accel.speed_record(speed), "data_id": data_id if use_gan else None,
+            "regression_pairs": tensors_sha256(*pairs) if pairs is not None else None,
+            "student_init": init, "code_version": code_version()}
 
 
 def warmup_lr(base: float, iteration: int, warmup: int) -> float:
@@ -191,7 +211,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             eval_fn: Optional[Callable[[OneStepGenerator, int], dict]] = None,
             sigma_data: Optional[float] = None, desc: str = "DMD", speed: Optional[accel.Speed] = None,
             regression_pairs: Optional[tuple] = None,
-            data_fn: Optional[Callable[[int, torch.Generator], torch.Tensor]] = None) -> DMDResult:
+            data_fn: Optional[Callable[[int, torch.Generator], torch.Tensor]] = None,
+            data_id: Optional[str] = None, student_init: Optional[nn.Module] = None) -> DMDResult:
     """Distil ``teacher`` (a denoiser D(x, sigma)) into a one-step generator by DMD.
 
     ``z_shape`` is the shape of one noise sample (e.g. ``(4,)`` or ``(1, 32, 32)``).
@@ -203,11 +224,18 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     ``sigma_data`` (the fake-score loss weight 1/sigma^2 + 1/sigma_data^2)
     defaults to the teacher's own (``teacher.sigma_data`` of an
     :class:`~dmdlib.precond.EDMPrecond`, else 0.5). ``speed`` as in
-    ``train_teacher`` (None: fp32, TF32 off).
+    ``train_teacher`` (None: fp32, TF32 off). ``data_id`` names the real
+    images of ``data_fn`` (the GAN term's data) in the run folder.
+    ``student_init`` (default: the teacher, as in DMD) is the denoiser the
+    generator and the fake score start from, with the teacher's call
+    signature; the tests use it to start a student away from a closed-form
+    teacher. Everything that changes the result is recorded in the run
+    folder (:func:`run_config`).
     """
     from tqdm.auto import tqdm
 
     check_stop_after(stop_after)
+    check_data_id(data_id)
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     sigma_data = teacher_sigma_data(teacher, sigma_data)
@@ -217,9 +245,10 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         if regression_pairs[0].shape[0] != regression_pairs[1].shape[0]:
             raise ValueError("regression_pairs: z and targets must have the same number of rows")
         reg_z, reg_x = (t.to(dev, torch.float32) for t in regression_pairs)
-    real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's module is untouched
-    gen = OneStepGenerator(copy.deepcopy(teacher).requires_grad_(True)).to(dev).train()
-    fake = copy.deepcopy(teacher).requires_grad_(True).to(dev).train()
+    init = teacher if student_init is None else student_init
+    real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's modules are untouched
+    gen = OneStepGenerator(copy.deepcopy(init).requires_grad_(True)).to(dev).train()
+    fake = copy.deepcopy(init).requires_grad_(True).to(dev).train()
     okw = accel.optimizer_kwargs(dev, speed)
     opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
                               **okw)
@@ -248,7 +277,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     start, steps_g, steps_f = 0, 0, 0
 
     if run_dir is not None:
-        run_dir = prepare_run_dir(run_dir, run_config(real, z_shape, cfg, seed))
+        run_dir = prepare_run_dir(run_dir, run_config(real, z_shape, cfg, seed, sigma_data, speed, data_id,
+                                                      regression_pairs, student_init))
         final = run_dir / "result.pt"
         path = final if final.exists() else run_dir / "checkpoint.pt"
         if path.exists():

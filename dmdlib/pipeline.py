@@ -6,6 +6,7 @@ from there when the notebook runs again.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -38,7 +39,12 @@ def validate_params(preset: str, device: str, seed: int, output_dir) -> torch.de
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(output_dir, (str, Path)) or not str(output_dir):
         raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=output_dir).close()   # can we write there?
+    except OSError as e:
+        raise ValueError(f"output_dir {str(output_dir)!r} cannot be created or written to "
+                         f"({type(e).__name__}: {e.strerror or e}); choose a writable folder") from None
     return dev
 
 
@@ -118,7 +124,7 @@ def train_toy_teacher(dataset: str, p: ToyPreset, root, seed: int = 0, device="c
     data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
     return train_teacher(net, data_fn, cfg, run_dir=Path(root) / f"teacher-{tag}", seed=seed, device=dev,
                          progress_bar=progress_bar, desc=f"{dataset} teacher (seed {seed})",
-                         speed=accel.default_speed(dev))
+                         speed=accel.default_speed(dev), data_id=f"toy:{dataset}:dim={p.dim}")
 
 
 def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None):
@@ -225,6 +231,13 @@ def mnist_training_data(p, device) -> torch.Tensor:
     return x.to(device)
 
 
+def mnist_data_id(p) -> str:
+    """The training images' identity recorded in the run folders: MNIST's pinned checksum and the preset's subset."""
+    from .data.mnist import MNIST_SHA256
+
+    return f"mnist:sha256={MNIST_SHA256}:subset={p.data_subset}"
+
+
 def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
                         progress_bar: bool = True) -> TeacherResult:
     """Train (or resume, or reload) the unconditional MNIST teacher with its snapshots (kimg).
@@ -241,7 +254,8 @@ def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
     data_fn = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]  # noqa: E731
     tag = mnist_teacher_tag(p, seed)
     return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / f"teacher-{tag}", seed=seed, device=dev,
-                         progress_bar=progress_bar, desc=f"MNIST teacher (seed {seed})", speed=accel.default_speed(dev))
+                         progress_bar=progress_bar, desc=f"MNIST teacher (seed {seed})", speed=accel.default_speed(dev),
+                         data_id=mnist_data_id(p))
 
 
 def check_teacher_kimg(p, teacher_kimg) -> float:
@@ -547,6 +561,7 @@ def distill_variant(p, teacher_net, kimg: float, variant: str, runs_dir, seed: i
     if variant == "gan":
         n = data.shape[0]
         extra["data_fn"] = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]
+        extra["data_id"] = mnist_data_id(p)
     else:
         extra["regression_pairs"] = pairs
     return distill_mnist(replace(p, dmd=cfg), teacher_net, kimg, runs_dir, seed=seed, device=dev, eval_z=eval_z,

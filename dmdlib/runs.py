@@ -5,15 +5,20 @@ A run directory holds ``config.json`` (the configuration that produced it),
 whatever the run writes at the end (snapshots, ``result.pt``, loss logs).
 Checkpoints hold only tensors and plain Python values, so they load with
 ``torch.load(..., weights_only=True)``; nothing in dmdlib unpickles
-arbitrary objects.
+arbitrary objects. A file that cannot be loaded (truncated, corrupted, or
+not written by dmdlib) raises :class:`CorruptCheckpointError`, which names
+the file and what to do. Temporary files left by a process killed while
+writing are removed when the run folder is next prepared.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -33,10 +38,43 @@ class ConfigMismatchError(RuntimeError):
     """A run directory holds a run made with a different configuration."""
 
 
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file cannot be loaded (truncated, corrupted, or not a dmdlib checkpoint).
+
+    ``path`` is the file; the message says how to recover.
+    """
+
+    def __init__(self, path, error: BaseException):
+        self.path = Path(path)
+        detail = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:160]   # torch's first sentence only
+        cause = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        super().__init__(
+            f"{self.path} cannot be loaded: it is truncated or corrupted (e.g. the process was killed or the disk "
+            f"was full while it was written or copied) or it is not a dmdlib checkpoint ({cause}). "
+            f"{_recovery_advice(self.path)}")
+
+
+def _recovery_advice(path: Path) -> str:
+    """What to do about an unreadable file, by its role in a run folder."""
+    if path.name == "checkpoint.pt":
+        what = "restart this run from its beginning"
+    elif path.name == "result.pt":
+        what = "train this run again"
+    else:
+        what = "recreate it"
+    return f"Delete it and run again to {what}, or restore it from a backup."
+
+
 def check_stop_after(stop_after) -> None:
     """Validate the ``stop_after`` argument of the training loops (None or an integer >= 1)."""
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after must be None or an integer >= 1, got {stop_after!r}")
+
+
+def check_data_id(data_id) -> None:
+    """Validate a ``data_id`` argument (None or a non-empty string naming the training data)."""
+    if data_id is not None and (not isinstance(data_id, str) or not data_id):
+        raise ValueError(f"data_id must be None or a non-empty string naming the data, got {data_id!r}")
 
 
 def check_finite(value: float, what: str, first: int, last: int, desc: str, run_dir, hint: str) -> None:
@@ -79,8 +117,6 @@ def derived_seed(seed: int, stream: str) -> int:
     stream, none of which coincides with a training seed (small integers) or
     with another stream.
     """
-    import hashlib
-
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(stream, str) or not stream:
@@ -132,8 +168,53 @@ def atomic_torch_save(obj: Any, path) -> None:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a dmdlib checkpoint with ``weights_only=True`` (tensors and plain values only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a dmdlib checkpoint with ``weights_only=True`` (tensors and plain values only).
+
+    A file that exists but cannot be loaded raises :class:`CorruptCheckpointError`
+    (naming the file and what to do) instead of torch's unpickling error; a
+    missing or unreadable file raises the operating system's error.
+    """
+    open(path, "rb").close()  # a missing or unreadable file: the OS's error, which names it
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip (RuntimeError, OSError), garbage (UnpicklingError), empty (EOFError)
+        raise CorruptCheckpointError(path, e) from None
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temps(run_dir) -> list:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that a killed writer left in ``run_dir``.
+
+    :func:`atomic_write_bytes` and :func:`atomic_torch_save` remove their
+    temporary file when they fail, but a killed process cannot. A run folder
+    is used by one process at a time, so at the start of a run every such
+    file is stale. Returns the removed paths.
+    """
+    removed = []
+    for f in sorted(Path(run_dir).rglob(".*.tmp")):
+        if f.is_file() and _TEMP_NAME.match(f.name):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
+
+
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """SHA-256 of tensors' shapes, dtypes and values (identifies e.g. a set of regression pairs)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """``dmdlib.__version__``: the version of the training code, recorded in every run folder."""
+    from . import __version__
+
+    return __version__
 
 
 def _jsonable(obj):
@@ -179,27 +260,40 @@ def config_tag(*parts) -> str:
     A changed preset then trains into a new folder instead of colliding with
     the runs of the old one.
     """
-    import hashlib
-
     blob = json.dumps(_jsonable(list(parts)), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
 
 
+INFO_KEY = "info"
+
+
 def prepare_run_dir(run_dir, config: dict) -> Path:
-    """Create ``run_dir`` and record ``config``; refuse to mix runs with different configurations."""
+    """Create ``run_dir`` and record ``config``; refuse to mix runs with different configurations.
+
+    ``config`` must hold everything that changes the run's result; a folder
+    whose ``config.json`` differs raises :class:`ConfigMismatchError` naming
+    the differing entries. A new ``config.json`` also gets an ``"info"``
+    entry (the git commit of the code, :func:`git_state`), which is
+    informational and not compared. Stale temporary files of a killed
+    writer are removed (:func:`remove_stale_temps`).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)
     cfg_path = run_dir / "config.json"
     config = _jsonable(config)
+    if INFO_KEY in config:
+        raise ValueError(f"config must not hold the key {INFO_KEY!r} (reserved for informational entries)")
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
+        old.pop(INFO_KEY, None)
         if old != config:
             diff = _diff_keys(old, config)
             raise ConfigMismatchError(
                 f"run directory {run_dir} holds a run with a different configuration "
                 f"(differs in: {', '.join(diff)}); choose another output_dir or delete the folder")
     else:
-        write_json(cfg_path, config)
+        write_json(cfg_path, {**config, INFO_KEY: {"git": git_state()}})
     return run_dir
 
 

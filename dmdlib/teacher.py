@@ -25,8 +25,8 @@ from torch import nn
 from . import accel
 from .precond import edm_loss
 from .presets import TeacherConfig
-from .runs import (atomic_torch_save, check_finite, check_stop_after, load_checkpoint, make_generator,
-                   prepare_run_dir, resolve_device)
+from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
+                   make_generator, prepare_run_dir, resolve_device)
 
 DataFn = Callable[[int, torch.Generator], torch.Tensor]
 
@@ -98,11 +98,25 @@ def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Op
         yield TeacherState(it + 1, (nimg + cfg.batch_size) / 1000, loss.detach())
 
 
+def run_config(denoiser: nn.Module, cfg: TeacherConfig, seed: int, speed: Optional[accel.Speed] = None,
+               data_id: Optional[str] = None) -> dict:
+    """What identifies a teacher run (recorded in its folder; a different one is refused there).
+
+    The configuration (with the loss's ``sigma_data``), the seed, the
+    denoiser's own ``sigma_data`` (its preconditioning; None if it has
+    none), the speed settings, the training data's ``data_id`` and the
+    version of the training code.
+    """
+    return {"kind": "teacher", "seed": seed, "config": asdict(cfg),
+            "denoiser_sigma_data": getattr(denoiser, "sigma_data", None), "speed": accel.speed_record(speed),
+            "data_id": data_id, "code_version": code_version()}
+
+
 @accel.tf32_from_speed
 def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
                   run_dir=None, seed: int = 0, device="auto", progress_bar: bool = True,
                   stop_after: Optional[int] = None, desc: str = "teacher",
-                  speed: Optional[accel.Speed] = None) -> TeacherResult:
+                  speed: Optional[accel.Speed] = None, data_id: Optional[str] = None) -> TeacherResult:
     """Train an EDM teacher; resumable from ``run_dir/checkpoint.pt``.
 
     ``data_fn(n, generator)`` returns a batch of n training samples on the
@@ -115,10 +129,15 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     raises :class:`NonFiniteLossError` and leaves the last good checkpoint.
     ``speed`` (None: the reference, fp32 with TF32 off) selects the fast path
     of :mod:`dmdlib.accel`; the global TF32 flags are restored on return.
+    ``data_id`` names the training data (e.g. ``"toy:chessboard:dim=4"`` or
+    MNIST's pinned checksum); it is recorded in the run folder with the
+    rest of :func:`run_config`, and a run is resumed or reloaded only with
+    the same.
     """
     from tqdm.auto import tqdm
 
     check_stop_after(stop_after)
+    check_data_id(data_id)
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     denoiser = denoiser.to(dev)
@@ -128,7 +147,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     generator = make_generator(seed, dev)
     res = TeacherResult(denoiser, ema, unit=cfg.progress_unit, run_dir=None if run_dir is None else str(run_dir))
     start = 0
-    run_dir = prepare_run_dir(run_dir, {"kind": "teacher", "seed": seed, "config": asdict(cfg)}) \
+    run_dir = prepare_run_dir(run_dir, run_config(denoiser, cfg, seed, speed, data_id)) \
         if run_dir is not None else None
     if run_dir is not None:
         final = run_dir / "result.pt"

@@ -72,15 +72,28 @@ def test_speed_switches_validate_and_keep_results_close(tmp_path):
     assert isinstance(accel.autocast(torch.device("cpu"), None), type(accel.autocast(torch.device("cpu"), accel.REFERENCE)))
     p = tiny_preset()
     data = torch.rand(64, 1, 32, 32) * 2 - 1
-    # bf16 autocast + channels_last (no compile on CPU here) trains to nearby weights and keeps state_dict keys
+    # the fast paths (no compile on CPU here) train to nearby weights and keep state_dict keys; "nearby" is
+    # measured against how far the reference moved from its start in 4 steps (parameter-space L2 distance)
     cfg = dataclasses.replace(p.teacher, iterations=4, checkpoint_every=4, log_every=4, snapshots=())
     fn = lambda n, g: data[torch.randint(0, 64, (n,), generator=g)]  # noqa: E731
+    torch.manual_seed(0)
+    start = pl.mnist_denoiser(p).state_dict()
     res = {}
-    for name, sp in (("ref", accel.REFERENCE), ("fast", accel.Speed(amp="bf16", channels_last=True))):
+    for name, sp in (("ref", accel.REFERENCE), ("layout", accel.Speed(channels_last=True)),
+                     ("fast", accel.Speed(amp="bf16", channels_last=True))):
         torch.manual_seed(0)
         net = pl.mnist_denoiser(p)
-        res[name] = dmdlib.train_teacher(net, fn, cfg, device="cpu", progress_bar=False, speed=sp)
-    a, b = res["ref"].ema.state_dict(), res["fast"].ema.state_dict()
-    assert a.keys() == b.keys()
-    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
-    assert 0 < diff < 5e-2
+        res[name] = dmdlib.train_teacher(net, fn, cfg, device="cpu", progress_bar=False, speed=sp).ema.state_dict()
+
+    def dist(a, b):
+        return sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a).sqrt().item()
+
+    ref = res["ref"]
+    moved = dist(ref, start)
+    assert moved > 0.1
+    for name in ("layout", "fast"):
+        assert res[name].keys() == ref.keys()
+    # channels_last changes only the summation order (measured 9e-6 of the motion)
+    assert 0 <= dist(res["layout"], ref) < 1e-3 * moved
+    # bf16 autocast rounds every forward pass (measured 7% of the motion after 4 steps)
+    assert 0 < dist(res["fast"], ref) < 0.15 * moved
