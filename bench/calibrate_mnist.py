@@ -21,6 +21,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="quick")
     ap.add_argument("--channels", type=int, help="UNet model_channels")
+    ap.add_argument("--resolution", type=int, help="image resolution (16: average-pooled digits)")
+    ap.add_argument("--mult", type=str, help="UNet channel_mult, e.g. 1,2")
+    ap.add_argument("--batch-eval", type=int, default=1000, help="seeds per evaluation set")
     ap.add_argument("--t-iters", type=int)
     ap.add_argument("--t-batch", type=int)
     ap.add_argument("--t-lr", type=float)
@@ -56,12 +59,17 @@ def main(argv=None) -> int:
                               ("lr_fake", args.d_lr_fake or args.d_lr), ("warmup_steps", args.d_warmup)) if v is not None}
     d_kw["eval_every"] = args.eval_every
     unet = replace(p.unet, model_channels=args.channels) if args.channels else p.unet
+    if args.resolution:
+        unet = replace(unet, img_resolution=args.resolution)
+    if args.mult:
+        unet = replace(unet, channel_mult=tuple(int(c) for c in args.mult.split(",")))
     p = replace(p, unet=unet, teacher=replace(p.teacher, **t_kw), dmd=replace(p.dmd, **d_kw))
     kimg = args.kimg if args.kimg is not None else p.teacher_kimg
     dev = torch.device("cpu")
     clf, info = features.mnist_classifier()
     t0 = time.perf_counter()
-    teacher = pl.train_mnist_teacher(p, f"{args.out}/runs", seed=args.seed, device=dev, progress_bar=False)
+    teacher = pl.train_mnist_teacher(p, f"{args.out}/runs", seed=args.seed, device=dev, progress_bar=False,
+                                     data=pl.mnist_training_data(p, dev))
     t_teacher = time.perf_counter() - t0
     net = pl.mnist_snapshot(p, teacher, kimg, device=dev)
     accel.prepare(net, accel.default_speed(dev))
@@ -92,12 +100,13 @@ def main(argv=None) -> int:
         return rec
 
     t2 = time.perf_counter()
-    student = pl.distill(net, shape, p.dmd, run_dir=pl.student_dir(p, kimg, f"{args.out}/runs", args.seed),
+    student = pl.distill(net, shape, p.dmd, run_dir=pl.student_dir(p, kimg, f"{args.out}/runs", args.seed, "", dev),
                          seed=args.seed, device=dev, progress_bar=False, eval_fn=eval_fn,
                          speed=accel.default_speed(dev))
     t_dmd = time.perf_counter() - t2
     ev = student.logs["eval"]
-    out = {"config": {"channels": p.unet.model_channels, "teacher": t_kw, "dmd": d_kw, "kimg": kimg},
+    out = {"config": {"channels": p.unet.model_channels, "resolution": p.unet.img_resolution,
+                      "mult": list(p.unet.channel_mult), "teacher": t_kw, "dmd": d_kw, "kimg": kimg},
            "fd_floor": floor, "fd_start": start, "check": check,
            "iteration": [e["iteration"] for e in ev], "delta_e": [round(e["delta_e"], 5) for e in ev],
            "fd": [round(e["fd"], 3) for e in ev], "travel": [round(e["travel"], 3) for e in ev],

@@ -21,7 +21,7 @@ from .sampler import heun_sample, phi_k
 from .schedule import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, band_indices, karras_sigmas, karras_table
 from .teacher import TeacherResult, load_snapshot, train_teacher
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 """The version of the training code. Every run folder records it (``code_version`` in
 ``config.json``) and refuses to resume or reload a run made with another one, so bump it
 whenever training behaviour changes (what a teacher or DMD run computes from the same

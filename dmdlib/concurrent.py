@@ -23,8 +23,11 @@ Results equal sequential ones up to floating-point summation order (tested).
 Each finished student is written to its own run folder in distill's format,
 so the sequential path reloads it, and vice versa. The group keeps one
 resumable checkpoint while it trains. Only the paper's setting is supported
-(no GAN or regression term); ``speed`` may enable TF32 and bf16 autocast,
-not compilation or channels_last.
+(no GAN or regression term); ``speed`` may enable TF32, bf16 autocast and
+fused optimizers; compilation and channels_last are not applied to the
+stacked networks (channels_last only changes the memory layout, so a speed
+that asks for it describes the same computation; it is recorded as given,
+so that the sequential path reloads these students and vice versa).
 """
 from __future__ import annotations
 

@@ -147,10 +147,20 @@ def mnist_classifier(data_dir=None, device="cpu") -> tuple:
 
 @torch.no_grad()
 def classifier_features(net: MnistClassifier, x: torch.Tensor, batch: int = 1000) -> np.ndarray:
-    """Penultimate-layer features [N, 128] (float64) of images [N, 1, 32, 32] in [-1, 1]."""
+    """Penultimate-layer features [N, 128] (float64) of images [N, 1, r, r] in [-1, 1].
+
+    Images at another resolution than 32 (a CPU preset's 16x16 digits) are
+    upsampled to 32x32 by repeating pixels, the inverse layout of the
+    average pooling that made them, so that all sets of one comparison share
+    one feature space.
+    """
     dev = next(net.parameters()).device
     net.eval()
-    out = [net.features(x[i:i + batch].to(dev, torch.float32)).double().cpu() for i in range(0, x.shape[0], batch)]
+
+    def prep(b):
+        b = b.to(dev, torch.float32)
+        return b if b.shape[-1] == 32 else torch.nn.functional.interpolate(b, size=(32, 32), mode="nearest")
+    out = [net.features(prep(x[i:i + batch])).double().cpu() for i in range(0, x.shape[0], batch)]
     return torch.cat(out).numpy()
 
 

@@ -118,7 +118,7 @@ def train_toy_teacher(dataset: str, p: ToyPreset, root, seed: int = 0, device="c
     """The toy teacher of ``dataset`` with seed ``seed`` (network initialisation and training draws)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     cfg = replace(p.teacher, sigma_data=toy_sigma_data(p, dataset))
-    tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, cfg, seed)
+    tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, cfg, seed, *_version_and_speed(dev))
     torch.manual_seed(seed)  # network initialisation
     net = EDMPrecond(MLPNet(p.dim, p.width, p.depth, p.fourier_dim), sigma_data=cfg.sigma_data)
     data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
@@ -221,21 +221,36 @@ def mnist_denoiser(p) -> EDMPrecond:
     return EDMPrecond(ADMUNet(**p.unet.kwargs()), sigma_data=p.teacher.sigma_data)
 
 
+def at_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """32x32 digits at the preset's resolution: unchanged at 32, else averaged over (32/r) x (32/r) blocks."""
+    if x.shape[-1] == resolution:
+        return x
+    if x.shape[-1] % resolution:
+        raise ValueError(f"img_resolution must divide {x.shape[-1]}, got {resolution}")
+    return torch.nn.functional.avg_pool2d(x, x.shape[-1] // resolution)
+
+
 def mnist_training_data(p, device) -> torch.Tensor:
-    """The training images in [-1, 1] on ``device`` (all 70,000 unless the preset takes a subset)."""
+    """The training images in [-1, 1] on ``device`` (all 70,000 unless the preset takes a subset).
+
+    At ``p.unet.img_resolution`` < 32 (a CPU preset) the 32x32 digits are
+    average-pooled to that size.
+    """
     from .data.mnist import mnist_tensor
 
     x, _ = mnist_tensor("cpu")
     if p.data_subset:
         x = x[:p.data_subset]
-    return x.to(device)
+    return at_resolution(x, p.unet.img_resolution).to(device)
 
 
 def mnist_data_id(p) -> str:
-    """The training images' identity recorded in the run folders: MNIST's pinned checksum and the preset's subset."""
+    """The training images' identity recorded in the run folders: MNIST's pinned checksum, the preset's subset and
+    resolution."""
     from .data.mnist import MNIST_SHA256
 
-    return f"mnist:sha256={MNIST_SHA256}:subset={p.data_subset}"
+    res = p.unet.img_resolution
+    return f"mnist:sha256={MNIST_SHA256}:subset={p.data_subset}" + ("" if res == 32 else f":avgpool={32 // res}")
 
 
 def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
@@ -252,7 +267,7 @@ def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
     net = mnist_denoiser(p)
     n = data.shape[0]
     data_fn = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]  # noqa: E731
-    tag = mnist_teacher_tag(p, seed)
+    tag = mnist_teacher_tag(p, seed, dev)
     return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / f"teacher-{tag}", seed=seed, device=dev,
                          progress_bar=progress_bar, desc=f"MNIST teacher (seed {seed})", speed=accel.default_speed(dev),
                          data_id=mnist_data_id(p))
@@ -278,8 +293,20 @@ def check_runs_dir(output_dir, runs_dir) -> Path:
     return Path(runs_dir)
 
 
-def mnist_teacher_tag(p, seed: int) -> str:
-    return config_tag("mnist-teacher", p.unet, p.teacher, p.data_subset, seed)
+def _version_and_speed(device) -> tuple:
+    """Part of every run-folder tag: the training code's version and the device's speed settings.
+
+    A new code version or another device's settings then train into a new
+    folder instead of being refused by the old one (a run folder records both
+    and refuses to mix them).
+    """
+    from .runs import code_version
+
+    return code_version(), accel.speed_record(accel.default_speed(device))
+
+
+def mnist_teacher_tag(p, seed: int, device="cpu") -> str:
+    return config_tag("mnist-teacher", p.unet, p.teacher, p.data_subset, seed, *_version_and_speed(device))
 
 
 def mnist_snapshot(p, teacher: TeacherResult, kimg: float, device="cpu") -> EDMPrecond:
@@ -309,14 +336,14 @@ def distill_mnist(p, teacher_net, kimg: float, runs_dir, seed: int = 0, device="
     dev = resolve_device(device) if isinstance(device, str) else device
     distill_kwargs.setdefault("speed", accel.default_speed(dev))
     return distill(teacher_net, (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution), p.dmd,
-                   run_dir=student_dir(p, kimg, runs_dir, seed, name), seed=seed, device=dev,
+                   run_dir=student_dir(p, kimg, runs_dir, seed, name, dev), seed=seed, device=dev,
                    progress_bar=progress_bar, eval_fn=delta_e_eval(p, eval_z, eval_phi_8, dev),
                    desc=f"DMD{' ' + name if name else ''} from {kimg} kimg", **distill_kwargs)
 
 
-def student_dir(p, kimg: float, runs_dir, seed: int = 0, name: str = "") -> Path:
+def student_dir(p, kimg: float, runs_dir, seed: int = 0, name: str = "", device="cpu") -> Path:
     """The run folder of the student distilled from snapshot ``kimg`` (named by snapshot, variant and config)."""
-    tag = config_tag("mnist-student", mnist_teacher_tag(p, seed), float(kimg), p.dmd, p.n_eval, seed)
+    tag = config_tag("mnist-student", mnist_teacher_tag(p, seed, device), float(kimg), p.dmd, p.n_eval, seed)
     return Path(runs_dir) / f"student-{int(kimg) if float(kimg).is_integer() else kimg}kimg-{name + '-' if name else ''}{tag}"
 
 
@@ -443,8 +470,9 @@ def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teac
     g = make_generator(derived_seed(seed, "real-digits"), "cpu")
     test_idx = 60_000 + torch.randperm(10_000, generator=g)[:min(half, 10_000)]
     train_idx = torch.randperm(60_000, generator=g)[:min(half, 10_000)]
-    ev.feats["real_test"] = classifier_features(clf, x[test_idx])
-    ev.feats["real_train"] = classifier_features(clf, x[train_idx])
+    res = p.unet.img_resolution
+    ev.feats["real_test"] = classifier_features(clf, at_resolution(x[test_idx], res))
+    ev.feats["real_train"] = classifier_features(clf, at_resolution(x[train_idx], res))
     for name in ("phi_8", "phi_1") + (("phi_8_2",) if phi_8_2 is not None else ()):
         ev.feats[name] = classifier_features(clf, getattr(ev, name))
     return ev
@@ -625,8 +653,8 @@ def distill_snapshots(p, teacher: TeacherResult, kimgs, runs_dir, seed: int = 0,
         ks = list(out)
         shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
         students = distill_concurrent([out[k]["teacher"] for k in ks], shape, p.dmd,
-                                      run_dirs=[student_dir(p, k, runs_dir, seed) for k in ks], seed=seed,
-                                      device=dev, progress_bar=progress_bar,
+                                      run_dirs=[student_dir(p, k, runs_dir, seed, "", dev) for k in ks], seed=seed,
+                                      device=dev, progress_bar=progress_bar, speed=accel.default_speed(dev),
                                       eval_fns=[delta_e_eval(p, eval_z, out[k]["phi_8"], dev) for k in ks],
                                       desc="DMD students")
         for k, st in zip(ks, students):
