@@ -15,16 +15,19 @@ for the interval over R independent seed sets of N seeds):
 * a **convergence verdict** from three gates, each with its numbers:
 
   - *fit*: the student's distribution against the teacher's. DMD's target
-    is the teacher's distribution, sampled by Phi_K at large K (close to the
-    exact probability-flow ODE), not the data. With d a distance between
-    sample sets of equal size on independent seeds (squared W2 by exact OT
-    for the toys, a Frechet distance in classifier features for MNIST), the
-    floor d(T, T') is what two independent samples of the teacher's own
-    distribution score, i.e. what a perfect student would score at this
-    sample size. ``fit_ratio = d(G, T) / d(T, T')``; gate:
-    ``fit_ratio <= fit_max``. d(Phi_8, T) (the teacher's own 8-step sampler,
-    the map Delta_E compares with) and d(Phi_1, T) (the student's start) are
-    recorded beside it.
+    is the teacher's distribution, the law of its exact probability-flow
+    ODE, sampled by T = Phi_k at large k on independent seeds. With d a
+    distance between sample sets of equal size (squared W2 by exact OT for the
+    toys, a Frechet distance in classifier features for MNIST), two scales
+    say how close is close: the sampling floor d(T', T) of two independent
+    teacher samples (what a perfect student scores at this sample size) and
+    d(Phi_K, T), how far the teacher's own K-step map, the map Delta_E
+    compares the student with, is from the teacher's distribution.
+    ``fit_ratio = d(G, T) / max(floor, d(Phi_K, T))``; gate:
+    ``fit_ratio <= fit_max``. At ``fit_max = 1`` the one-step student must
+    sample the teacher's distribution at least as well as the teacher's own
+    K-step sampler does (or, where that sampler is exact, as well as an
+    independent sample).
   - *travel*: mean ||G - Phi_1|| / mean ||Phi_K - Phi_1||, how far the
     student moved from its start compared with the teacher's own distance
     from Phi_1 to Phi_K. A student that never moved copies trivially.
@@ -54,16 +57,22 @@ def w2_squared(a, b) -> float:
     return transport_energies(a, b)[1]
 
 
-def fit_numbers(distance: Callable, student, reference, reference_2, **others) -> dict:
-    """The fit gate's numbers: d(G, T), the floor d(T', T), ``fit_ratio`` and d(X, T) for each of ``others``.
+def fit_numbers(distance: Callable, student, reference, floor: float, sampler=None, **others) -> dict:
+    """The fit gate's numbers: d(G, T), the floor, d(Phi_K, T), ``fit_ratio``, and d(X, T) for each of ``others``.
 
-    ``student``, ``reference`` and ``reference_2`` (two teacher samples at
-    large K) and every array in ``others`` (e.g. ``start=phi_1``,
-    ``phi_8=phi_8``) must come from seeds independent of ``reference``'s and
-    have its size; ``distance(a, b)`` is W2^2, a Frechet distance or similar.
+    ``reference`` is the teacher's distribution T (Phi_k at large k);
+    ``student``, ``sampler`` (Phi_K, the map Delta_E uses) and every array in
+    ``others`` (e.g. ``start=phi_1``) must come from seeds independent of
+    ``reference``'s and have its size. ``floor`` is d between two independent
+    teacher samples of that size (:func:`w2_squared` of two sets, or a
+    Frechet distance), computed by the caller. ``fit_ratio`` is
+    ``d(G, T) / max(floor, d(Phi_K, T))``.
     """
-    d_g, floor = float(distance(student, reference)), float(distance(reference_2, reference))
-    out = {"d_student": d_g, "d_floor": floor, "fit_ratio": d_g / floor if floor > 0 else math.inf}
+    d_g = float(distance(student, reference))
+    d_s = float(distance(sampler, reference)) if sampler is not None else 0.0
+    scale = max(float(floor), d_s)
+    out = {"d_student": d_g, "d_floor": float(floor), "d_sampler": d_s,
+           "fit_ratio": d_g / scale if scale > 0 else math.inf}
     out.update({f"d_{k}": float(distance(v, reference)) for k, v in others.items()})
     return out
 

@@ -6,6 +6,7 @@ from there when the notebook runs again.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -180,7 +181,7 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
     ref_a, ref_b = ref[:N], ref[N:]
     data_gen = make_generator(derived_seed(seed, "data"), "cpu")
     data_a, data_b = (sample_toy(dataset, N, p.dim, generator=data_gen) for _ in range(2))
-    fit = fit_numbers(w2_squared, g[:N], ref_a, ref_b, start=phi_1[:N], phi_8=phi_8[:N])
+    fit = fit_numbers(w2_squared, g[:N], ref_a, w2_squared(ref_b, ref_a), sampler=phi_8[:N], start=phi_1[:N])
     verdict = evaluation.verdict(p.gates, fit, evaluation.travel(g, phi_1, phi_8),
                                  evaluation.plateau(student.logs["eval"], p.gates.plateau_window))
     interval = delta_e_sets(phi_8, g, R)
@@ -194,7 +195,7 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
             "w2sq_ref_data": w2_squared(ref_a, data_a),
             "w2sq_student_data": w2_squared(g[:N], data_a),
             "w2sq_student_ref": fit["d_student"], "w2sq_start_ref": fit["d_start"], "w2sq_ref_ref": fit["d_floor"],
-            "w2sq_phi8_ref": fit["d_phi_8"],
+            "w2sq_phi8_ref": fit["d_sampler"],
             "support_data": support_fraction(dataset, data_a),
             "support_phi8": support_fraction(dataset, phi_8[:N]),
             "support_ref": support_fraction(dataset, ref_a),
@@ -433,24 +434,31 @@ class MnistEval:
     classifier_info: dict
     feats: dict = field(default_factory=dict)
     device: object = "cpu"
+    floor: float = 0.0              # FD(Phi_K on half A, Phi_K on half B): the sampling floor at n_fd
+    d_sampler: float = 0.0          # FD(Phi_K on half A, T): the K-step map's gap to the teacher's distribution
 
     @property
     def halves(self) -> tuple:
-        """Row slices of two equal halves of the seed sets (sets 0..R/2-1 and R/2..2(R/2)-1: independent seeds)."""
+        """Row slices A and B of ``n_fd`` seeds each, from two disjoint halves of the seed sets (independent seeds)."""
         n, h = self.p.n_eval, self.p.n_sets // 2
-        return slice(0, h * n), slice(h * n, 2 * h * n)
+        m = min(self.p.n_fd, h * n)
+        return slice(0, m), slice(h * n, h * n + m)
 
 
 def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teacher_2_net=None) -> MnistEval:
     """Evaluation seeds, teacher outputs (cached in ``runs_dir/samples``), the feature classifier and real digits.
 
-    The real digits for the Frechet distances are two disjoint halves of
-    equal size: ``"real_test"`` from the 10,000 test digits (held out from the
+    The teacher's distribution T is Phi_{k_ref} on the ``n_fd`` seeds of
+    half B (:attr:`MnistEval.halves`); students and Phi_K are compared with
+    it on half A. The sampling floor is FD(Phi_K(A), Phi_K(B)): two
+    independent samples of (nearly) the teacher's distribution, at n_fd each.
+    The real digits for the distances to the data are two disjoint sets of
+    n_fd: ``"real_test"`` from the 10,000 test digits (held out from the
     feature classifier) and ``"real_train"`` from the training digits, whose
-    distance is the data's own sampling floor.
+    distance is the data's own floor.
     """
     from .data.mnist import mnist_tensor
-    from .features import classifier_features, mnist_classifier
+    from .features import classifier_features, frechet_distance, mnist_classifier
 
     dev = resolve_device(device) if isinstance(device, str) else device
     shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
@@ -465,7 +473,8 @@ def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teac
         phi_8_2 = cached_phi_k(teacher_2_net, z, p.k, cache, p.sample_batch, dev)
     clf, info = mnist_classifier()
     ev = MnistEval(p, z, phi_8, phi_1, phi_8_2, clf, info, device=dev)
-    half = ev.halves[0].stop
+    a, b = ev.halves
+    half = a.stop - a.start
     x, _ = mnist_tensor("cpu")
     g = make_generator(derived_seed(seed, "real-digits"), "cpu")
     test_idx = 60_000 + torch.randperm(10_000, generator=g)[:min(half, 10_000)]
@@ -475,6 +484,10 @@ def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teac
     ev.feats["real_train"] = classifier_features(clf, at_resolution(x[train_idx], res))
     for name in ("phi_8", "phi_1") + (("phi_8_2",) if phi_8_2 is not None else ()):
         ev.feats[name] = classifier_features(clf, getattr(ev, name))
+    t = cached_phi_k(teacher_net, z[b], p.k_ref, cache, p.sample_batch, dev)
+    ev.feats["teacher"] = classifier_features(clf, t)
+    ev.floor = frechet_distance(ev.feats["phi_8"][a], ev.feats["phi_8"][b])
+    ev.d_sampler = frechet_distance(ev.feats["phi_8"][a], ev.feats["teacher"])
     return ev
 
 
@@ -482,9 +495,10 @@ def mnist_student_eval(ev: MnistEval, generator, logs: dict, gates=None) -> dict
     """Everything the book reports for one MNIST student: Delta_E with its interval and verdict, the references.
 
     Returns ``{"g", "record", "references", "fit", "mean_dist_g_phi8", "mean_dist_phi1_phi8"}``.
-    The fit gate uses Frechet distances in classifier features on independent
-    halves of the seed sets (G on the first half against the teacher's Phi_K
-    on the second; floor: Phi_K on the first half against the second).
+    The fit gate uses Frechet distances in classifier features: G on half A
+    of the seeds against the teacher's distribution T (Phi_{k_ref} on half B),
+    scaled by the larger of the floor and Phi_K's own distance to T (see
+    :func:`mnist_eval_setup` and :mod:`dmdlib.evaluation`).
     """
     from .features import classifier_features, frechet_distance
 
@@ -492,15 +506,17 @@ def mnist_student_eval(ev: MnistEval, generator, logs: dict, gates=None) -> dict
     gates = p.gates if gates is None else gates
     g = generate(generator, ev.z, p.sample_batch, ev.device)
     f_g = classifier_features(ev.classifier, g)
-    a, b = ev.halves
-    ref = ev.feats["phi_8"][b]
-    fit = fit_numbers(frechet_distance, f_g[a], ref, ev.feats["phi_8"][a], start=ev.feats["phi_1"][a])
+    a, _ = ev.halves
+    fit = fit_numbers(frechet_distance, f_g[a], ev.feats["teacher"], ev.floor, start=ev.feats["phi_1"][a])
+    fit["d_sampler"] = ev.d_sampler
+    scale = max(ev.floor, ev.d_sampler)
+    fit["fit_ratio"] = fit["d_student"] / scale if scale > 0 else math.inf
     real = ev.feats["real_test"]
     fit.update({"fd_student_data": frechet_distance(f_g[a], real),
                 "fd_teacher_data": frechet_distance(ev.feats["phi_8"][a], real),
                 "fd_start_data": frechet_distance(ev.feats["phi_1"][a], real),
                 "fd_data_data": frechet_distance(ev.feats["real_train"], real),
-                "n_fd": int(a.stop - a.start), "feature_net_sha256": ev.classifier_info["sha256"],
+                "n_fd": int(a.stop - a.start), "k_ref": p.k_ref, "feature_net_sha256": ev.classifier_info["sha256"],
                 "distance": "Frechet distance in MNIST-classifier features (not Inception FID)"})
     verdict = evaluation.verdict(gates, fit, evaluation.travel(g, ev.phi_1, ev.phi_8),
                                  evaluation.plateau(logs["eval"], gates.plateau_window))
@@ -510,28 +526,6 @@ def mnist_student_eval(ev: MnistEval, generator, logs: dict, gates=None) -> dict
             "references": reference_levels(ev.phi_8, ev.phi_1, g, p.n_sets, ev.phi_8_2, seed=0),
             "fit": fit, "mean_dist_g_phi8": float(d_g.mean()),
             "mean_dist_phi1_phi8": float(pair_distances(ev.phi_1, ev.phi_8).mean())}
-
-
-def sampler_check(ev: MnistEval, teacher_net, k: int, n: int) -> dict:
-    """Is Phi_8 a fair sample of the teacher's distribution? Phi_k (larger k) on the first n evaluation seeds.
-
-    Returns the Frechet distance of Phi_k (first half) and of Phi_8 (the same
-    seeds) to Phi_8 on the second half, their ratio to each other, and the
-    pairwise gap on the shared seeds (Delta_E(Phi_8, Phi_k), mean
-    ||Phi_k - Phi_8||, mean ||Phi_8 - Phi_1|| for scale).
-    """
-    from .features import classifier_features, frechet_distance
-
-    p = ev.p
-    n = min(n, ev.halves[0].stop)
-    phi = phi_k(teacher_net, ev.z[:n].to(ev.device), k, batch_size=p.sample_batch).cpu()
-    ref = ev.feats["phi_8"][ev.halves[1]][:n]
-    fd_k = frechet_distance(classifier_features(ev.classifier, phi), ref)
-    fd_8 = frechet_distance(ev.feats["phi_8"][:n], ref)
-    return {"k": int(k), "n": int(n), "fd_phik_ref": fd_k, "fd_phi8_ref": fd_8,
-            "delta_e_phi8_phik": delta_e_record(ev.phi_8[:n], phi)["delta_e"],
-            "mean_dist_phik_phi8": float(pair_distances(phi, ev.phi_8[:n]).mean()),
-            "mean_dist_phi1_phi8": float(pair_distances(ev.phi_1[:n], ev.phi_8[:n]).mean()), "phi_k": phi}
 
 
 # ----------------------------------------------------------------------------- ablations (notebook 03)

@@ -136,3 +136,22 @@ def test_support_fraction_separates_data_from_noise(name, floor):
         assert support_fraction(name, dmdlib.sample_toy(name, 4000, 4, generator=g) + shift) < 0.5
     with pytest.raises(ValueError, match="allowed"):
         support_fraction("spiral", torch.zeros(3, 4))
+
+
+def test_toy_sigma_data_is_the_data_std():
+    """EDM's sigma_data for the toys is the data's std over all coordinates: closed forms for two of the sets."""
+    import math
+
+    from dmdlib.data.toy import data_std
+    from dmdlib import pipeline as pl
+
+    assert data_std("chessboard", 4) == pytest.approx(math.sqrt(2 / 4 * 16 / 12), abs=1e-3)    # uniform on [-2, 2]^2
+    ring = (2 * 2.0 ** 2 / 2 + 4 * 0.2 ** 2) / 4            # radius-2 ring (each coordinate var 2) plus std 0.2
+    assert data_std("gaussian_mixture", 4) == pytest.approx(math.sqrt(ring), abs=2e-3)
+    assert data_std("chessboard", 16) == pytest.approx(math.sqrt(2 / 16 * 16 / 12), abs=1e-3)
+    p = dmdlib.get_preset("toy", "quick")
+    assert pl.toy_sigma_data(p, "moons") == data_std("moons", p.dim)
+    from dataclasses import replace
+    assert pl.toy_sigma_data(replace(p, sigma_data=0.5), "moons") == 0.5
+    with pytest.raises(ValueError, match="sigma_data"):
+        replace(p, sigma_data="auto")

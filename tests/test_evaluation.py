@@ -32,18 +32,23 @@ def test_eval_seed_sets_are_disjoint_and_start_with_eval_noise():
     assert not torch.equal(z[:50], pl.stream_noise(50, (4,), 2, "reference"))
 
 
-def test_fit_numbers_floor_and_ratio():
+def test_fit_numbers_scales_by_floor_or_sampler_gap():
     rng = np.random.default_rng(0)
     t1, t2 = rng.standard_normal((300, 2)), rng.standard_normal((300, 2))
+    floor = ev.w2_squared(t2, t1)
     start = 0.1 * rng.standard_normal((300, 2))            # a collapsed start, far in W2
     good = rng.standard_normal((300, 2))
-    f = ev.fit_numbers(ev.w2_squared, good, t1, t2, start=start)
-    assert set(f) == {"d_student", "d_floor", "fit_ratio", "d_start"}
-    assert f["d_start"] > 5 * f["d_floor"]
+    f = ev.fit_numbers(ev.w2_squared, good, t1, floor, start=start)
+    assert set(f) == {"d_student", "d_floor", "d_sampler", "fit_ratio", "d_start"}
+    assert f["d_start"] > 5 * f["d_floor"] and f["d_sampler"] == 0.0
     assert 0.5 < f["fit_ratio"] < 2.0                       # an independent sample: about the floor
-    assert f["fit_ratio"] == pytest.approx(f["d_student"] / f["d_floor"])
-    assert ev.fit_numbers(ev.w2_squared, start, t1, t2)["fit_ratio"] > 5
-    assert ev.fit_numbers(ev.w2_squared, good, t1, t1)["fit_ratio"] == math.inf   # zero floor
+    assert f["fit_ratio"] == pytest.approx(f["d_student"] / floor)
+    # a coarse sampler (a shrunken copy of the teacher) sets the scale when it is farther than the floor
+    coarse = 0.7 * rng.standard_normal((300, 2))
+    g = ev.fit_numbers(ev.w2_squared, start, t1, floor, sampler=coarse)
+    assert g["d_sampler"] > floor
+    assert g["fit_ratio"] == pytest.approx(g["d_student"] / g["d_sampler"])
+    assert ev.fit_numbers(ev.w2_squared, good, t1, 0.0)["fit_ratio"] == math.inf   # no scale at all
 
 
 def test_travel():
@@ -59,18 +64,18 @@ def _evals(values):
 
 
 def test_plateau_and_verdict():
-    gates = ConvergenceGates(fit_max=3.0, travel_min=0.5, plateau_window=2, plateau_rel_tol=0.2, plateau_abs_tol=0.01)
+    gates = ConvergenceGates(fit_max=1.0, travel_min=0.5, plateau_window=2, plateau_rel_tol=0.2, plateau_abs_tol=0.01)
     flat = ev.plateau(_evals([0.0, 3.0, 5.0, 5.2, 4.9, 5.1]), 2)
     assert flat["recent"] == pytest.approx(5.0) and flat["previous"] == pytest.approx(5.1)
     rising = ev.plateau(_evals([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]), 2)
     short = ev.plateau(_evals([1.0, 1.0, 1.0]), 2)
     assert short["change"] == math.inf
     assert ev.plateau(list(reversed(_evals([0.0, 1.0, 2.0, 3.0]))), 2)["recent"] == pytest.approx(2.5)
-    fit_ok = {"fit_ratio": 1.5}
+    fit_ok = {"fit_ratio": 0.8}
     v = ev.verdict(gates, fit_ok, 0.9, flat)
     assert v["converged"] and v["failed"] == []
     assert ev.verdict(gates, fit_ok, 0.9, rising)["failed"] == ["plateau"]
-    bad = ev.verdict(gates, {"fit_ratio": 3.1}, 0.2, short)
+    bad = ev.verdict(gates, {"fit_ratio": 1.1}, 0.2, short)
     assert not bad["converged"] and bad["failed"] == ["fit", "travel", "plateau"]
     assert ev.verdict_text(ev.student_record(
         {"delta_e": 1, "ci_low": 0, "ci_high": 2, "sd": 1, "n": 3, "r": 2, "level": 0.95, "e_dt": 1, "e_ot": 1},

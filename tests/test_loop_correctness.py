@@ -154,7 +154,8 @@ def test_regression_pairs_are_phi_k_not_phi_1():
         for q in teacher.parameters():
             q.add_(0.05 * torch.randn_like(q))
     z, x = pl.regression_pairs(p, teacher, seed=0, device="cpu")
-    assert z.shape == x.shape == (8, 1, 32, 32)
+    r = p.unet.img_resolution
+    assert z.shape == x.shape == (8, 1, r, r)
     phi_k, phi_1 = dmdlib.phi_k(teacher, z, p.k), dmdlib.phi_k(teacher, z, 1)
     assert p.k == 8 and (phi_k - phi_1).abs().max() > 0.1, "Phi_1 and Phi_K must differ for this test to bite"
     assert torch.equal(x, phi_k)
@@ -229,7 +230,7 @@ def test_gan_resume_restores_generator_fake_head_and_optimizers(tmp_path):
     torch.manual_seed(0)
     teacher = pl.mnist_denoiser(p)
     cfg = dataclasses.replace(p.dmd, iterations=10, batch_size=4, checkpoint_every=4, log_every=2, eval_every=0,
-                              gan_d_weight=1e-2, gan_g_weight=3e-3)
+                              fine_log_every=0, gan_d_weight=1e-2, gan_g_weight=3e-3)
     data = torch.rand(16, 1, 32, 32) * 2 - 1
     data_fn = lambda n, g: data[torch.randint(0, 16, (n,), generator=g)]  # noqa: E731
 

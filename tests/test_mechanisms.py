@@ -59,10 +59,11 @@ def test_regression_pairs_are_teacher_outputs_on_fresh_seeds():
 
     p = replace(P, n_regression_pairs=16)
     z, x = pl.regression_pairs(p, Shrink(), seed=0)
-    assert z.shape == x.shape == (16, 1, 32, 32)
+    r = p.unet.img_resolution
+    assert z.shape == x.shape == (16, 1, r, r)
     z2, x2 = pl.regression_pairs(p, Shrink(), seed=0)
     assert torch.equal(z, z2) and torch.equal(x, x2)
-    ev = pl.eval_noise(16, (1, 32, 32), 0)
+    ev = pl.eval_noise(16, (1, r, r), 0)
     assert not torch.allclose(z, ev)                      # not the evaluation seeds
     ratio = (x / z).flatten()
     assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4)   # a per-seed deterministic map of z
