@@ -63,27 +63,32 @@ def _evals(values):
     return [{"iteration": 100 * i, "delta_e": v} for i, v in enumerate(values)]
 
 
-def test_plateau_and_verdict():
-    gates = ConvergenceGates(fit_max=1.0, travel_min=0.5, plateau_window=2, plateau_rel_tol=0.2, plateau_abs_tol=0.01)
-    flat = ev.plateau(_evals([0.0, 3.0, 5.0, 5.2, 4.9, 5.1]), 2)
-    assert flat["recent"] == pytest.approx(5.0) and flat["previous"] == pytest.approx(5.1)
-    rising = ev.plateau(_evals([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]), 2)
+def test_plateau_detects_a_trend_not_fluctuations():
+    gates = ConvergenceGates(fit_max=2.0, travel_min=0.5, plateau_window=3, plateau_rel_tol=0.25, plateau_abs_tol=0.01)
+    rng = np.random.default_rng(0)
+    steady = ev.plateau(_evals(list(10 + rng.normal(0, 3, 12))), 3)       # noisy but level
+    drift = ev.plateau(_evals(list(np.linspace(2, 20, 12))), 3)            # a clean linear drift
+    assert steady["change"] <= 0.25 * steady["level"] + 0.01
+    assert drift["drift"] == pytest.approx(18 * 5 / 11) and drift["change"] == pytest.approx(drift["drift"])
+    assert drift["level"] == pytest.approx(np.mean(np.linspace(2, 20, 12)[-6:]))
+    assert (drift["recent"], drift["previous"]) == (pytest.approx(np.mean(np.linspace(2, 20, 12)[-3:])),
+                                                    pytest.approx(np.mean(np.linspace(2, 20, 12)[-6:-3])))
     short = ev.plateau(_evals([1.0, 1.0, 1.0]), 2)
-    assert short["change"] == math.inf
-    assert ev.plateau(list(reversed(_evals([0.0, 1.0, 2.0, 3.0]))), 2)["recent"] == pytest.approx(2.5)
+    assert short["change"] == math.inf and short["n_evals"] == 3
+    assert ev.plateau(list(reversed(_evals([0.0, 1.0, 2.0, 3.0]))), 2)["drift"] == pytest.approx(3.0)
     fit_ok = {"fit_ratio": 0.8}
-    v = ev.verdict(gates, fit_ok, 0.9, flat)
+    v = ev.verdict(gates, fit_ok, 0.9, steady)
     assert v["converged"] and v["failed"] == []
-    assert ev.verdict(gates, fit_ok, 0.9, rising)["failed"] == ["plateau"]
-    bad = ev.verdict(gates, {"fit_ratio": 1.1}, 0.2, short)
+    assert ev.verdict(gates, fit_ok, 0.9, drift)["failed"] == ["plateau"]
+    bad = ev.verdict(gates, {"fit_ratio": 2.1}, 0.2, short)
     assert not bad["converged"] and bad["failed"] == ["fit", "travel", "plateau"]
     assert ev.verdict_text(ev.student_record(
         {"delta_e": 1, "ci_low": 0, "ci_high": 2, "sd": 1, "n": 3, "r": 2, "level": 0.95, "e_dt": 1, "e_ot": 1},
         bad)) == "not converged (fit, travel, plateau)"
-    # near zero the absolute tolerance decides
-    assert ev.verdict(gates, fit_ok, 0.9, ev.plateau(_evals([0, 0.001, 0.0, 0.004]), 2))["converged"]
+    # near zero the absolute tolerance decides: a copying student creeping from 0 to 0.004 has stopped changing
+    assert ev.verdict(gates, fit_ok, 0.9, ev.plateau(_evals([0, 0.001, 0.0, 0.004, 0.002, 0.003]), 3))["converged"]
     with pytest.raises(ValueError, match="window"):
-        ev.plateau([], 0)
+        ev.plateau([], 1)
 
 
 def test_reference_levels():
