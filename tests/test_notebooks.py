@@ -55,7 +55,7 @@ def _walk(obj, path=""):
 def _records(obj, path=""):
     """Every Delta_E record (a dict with delta_e, ci_low, ci_high, n, r) in a metrics tree."""
     if isinstance(obj, dict):
-        if {"delta_e", "ci_low", "ci_high", "n", "r"} <= set(obj):
+        if {"delta_e", "ci_low", "ci_high", "n", "r"} <= set(obj) and isinstance(obj["delta_e"], (int, float)):
             yield path, obj
         for k, v in obj.items():
             yield from _records(v, f"{path}.{k}" if path else str(k))
