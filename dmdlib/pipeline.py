@@ -188,7 +188,8 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
     metrics = {
         "delta_e": student_record(interval, verdict),
         "references": reference_levels(phi_8, phi_1, g, R, phi_8_2, seed=seed),
-        "delta_e_vs_n": curve_columns(delta_e_vs_n(phi_8, g, [n for n in p.n_curve if n <= R * N])),
+        "delta_e_vs_n": (curve_columns(delta_e_vs_n(phi_8, g, [n for n in p.n_curve if n <= R * N]))
+                         if dataset in p.curve_datasets else None),
         "fit": {  # squared W2 between empirical sets of N on independent seeds (exact OT)
             "w2sq_data_data": w2_squared(data_a, data_b),
             "w2sq_phi8_data": w2_squared(phi_8[:N], data_a),
