@@ -159,15 +159,19 @@ def _share(status):
     return box[0]
 
 
-def _failure(message: str) -> RuntimeError:
-    return RuntimeError(f"rank 0 failed, so rank {rank()} stops too: {message}")
+class RankZeroError(RuntimeError):
+    """Raised on the other ranks when rank 0 failed in :func:`on_main` or :func:`main_first`."""
+
+
+def _failure(message: str) -> RankZeroError:
+    return RankZeroError(f"rank 0 failed, so rank {rank()} stops too: {message}")
 
 
 def on_main(fn: Callable, *args, **kwargs):
     """Run ``fn`` on rank 0 only and return its result on every rank.
 
-    An exception on rank 0 is raised there and, as a ``RuntimeError`` with
-    its message, on every other rank (no rank is left waiting).
+    An exception on rank 0 is raised there and, as a :class:`RankZeroError`
+    with its message, on every other rank (no rank is left waiting).
     """
     if not active():
         return fn(*args, **kwargs)
