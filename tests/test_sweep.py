@@ -186,3 +186,27 @@ def test_sweep_notebook_01_at_smoke_through_the_local_executor(tmp_path, capsys)
     text = capsys.readouterr().out
     assert "seed-0: finished earlier, skipped" in text and "seed-1: finished earlier, skipped" in text
     assert "submitted" not in text
+
+
+# ----------------------------------------------------------------------------- the book page
+
+def test_across_seeds_page_reads_a_summary(tmp_path):
+    """notebooks/08_across_seeds at smoke on a synthetic summary: per-record spread in its metrics.json."""
+    import papermill as pm
+
+    rows = [{"run": f"seed-{s}", "seed": s, "record": rec, "delta_e": v, "ci_low": v - 0.1, "ci_high": v + 0.1,
+             "n": 1000, "r": 10, "converged": True}
+            for s, (a, b) in enumerate([(8.0, 0.03), (10.0, 0.05), (9.0, 0.04)])
+            for rec, v in (("chessboard", a), ("moons", b))]
+    sw.write_csv(tmp_path / "sweep" / "summary.csv", rows, sw.summary_columns([]))
+    out = tmp_path / "page"
+    pm.execute_notebook(str(ROOT / "notebooks" / "08_across_seeds.ipynb"), str(tmp_path / "out.ipynb"),
+                        cwd=str(ROOT), kernel_name="python3", progress_bar=False,
+                        parameters={"preset": "smoke", "device": "cpu", "seed": 0, "output_dir": str(out),
+                                    "summary": str(tmp_path / "sweep" / "summary.csv")})
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["found"] is True and m["preset"] == "smoke" and set(m["records"]) == {"chessboard", "moons"}
+    c = m["records"]["chessboard"]
+    assert c["seeds"] == [0, 1, 2] and c["mean"] == 9.0 and c["sd"] == 1.0
+    assert c["within_half_width"] == pytest.approx(0.1)
+    assert (out / "across_seeds.png").exists()
