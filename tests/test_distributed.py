@@ -2,6 +2,7 @@
 global batch, every rank ends with the same weights, and a stopped torchrun run resumes exactly."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import dmdlib
 from dmdlib import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +60,7 @@ def test_two_processes_match_one_and_resume_under_torchrun(tmp_path):
     for name in ("teacher", "dmd", "unet"):      # the stopped runs left a checkpoint and no result
         assert (tmp_path / f"{name}-part" / "checkpoint.pt").exists()
         assert not (tmp_path / f"{name}-part" / "result.pt").exists()
+    shutil.copytree(tmp_path / "dmd-part", tmp_path / "dmd-one")     # to be resumed by one process below
     torchrun(WORKER, "resume", tmp_path)
     first = json.loads((tmp_path / "report-first.json").read_text())
     resumed = json.loads((tmp_path / "report-resume.json").read_text())
@@ -73,6 +76,13 @@ def test_two_processes_match_one_and_resume_under_torchrun(tmp_path):
         assert all(torch.equal(full[k], part[k]) for k in full), f"{name}: resumed != uninterrupted"
         diff = max((full[k] - ref[f"{name}.{k}"]).abs().max().item() for k in full)
         assert diff < 1e-4, f"{name}: two processes differ from one by {diff}"
+    # a run stopped under torchrun resumes in one process (the run folder does not depend on the process count)
+    d1 = dmdlib.distill(W.mlp(1), (4,), W.DCFG, run_dir=tmp_path / "dmd-one", seed=4, device="cpu",
+                                             progress_bar=False, eval_fn=W.mean_output)
+    assert d1.started_at == 5
+    full = load_weights(tmp_path / "dmd-full", "dmd")
+    one_res = load_weights(tmp_path / "dmd-one", "dmd")
+    assert max((full[k] - one_res[k]).abs().max().item() for k in full) < 1e-4
     # the logged losses are the global batch's means; evaluations and log points are the same
     assert first["teacher_losses"] == pytest.approx(one["teacher"].losses, rel=1e-5)
     for key, r in (("dmd_logs", one["dmd"]), ("unet_logs", one["unet"])):
