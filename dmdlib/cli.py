@@ -158,7 +158,7 @@ def _check(ap: argparse.ArgumentParser, args) -> None:
     """Cross-option checks, reported as argparse errors naming the option and the allowed values."""
     import os
 
-    from .runs import resolve_device
+    from .runs import ALLOWED_DEVICES, resolve_device
 
     if args.command == "sweep":
         if args.executor == "local" and args.partition:
@@ -177,10 +177,16 @@ def _check(ap: argparse.ArgumentParser, args) -> None:
             if getattr(args, "teacher_kimg", None) is not None:
                 ap.error("argument --teacher-kimg: applies to --experiment mnist only")
             args.dataset = args.dataset or "chessboard"
-    try:
-        resolve_device(args.device)
-    except ValueError as e:
-        ap.error(f"argument --device: {e}")
+    if args.command == "sweep":
+        # the jobs check that the device exists where they run (a Slurm login node may have no GPU)
+        d = args.device
+        if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+            ap.error(f"argument --device: unknown device {d!r}; allowed: {ALLOWED_DEVICES}")
+    else:
+        try:
+            resolve_device(args.device)
+        except ValueError as e:
+            ap.error(f"argument --device: {e}")
     if args.command in ("evaluate", "sweep") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         ap.error(f"{args.command} runs in one process: start it with `python -m dmdlib {args.command} ...`, "
                  "not under torchrun")

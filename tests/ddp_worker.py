@@ -9,7 +9,6 @@ configurations are defined here and imported by the test, which trains the
 same runs in one process. Rank 0 writes OUT/report-PHASE.json with the largest
 weight difference between ranks.
 """
-import dataclasses
 import json
 import os
 import sys

@@ -76,6 +76,9 @@ def test_help_explains_every_option():
      "argument --executor: invalid choice: 'pbs' (choose from 'local', 'slurm')"),
     (("sweep", "--notebook", "01", "--seeds", "0", "--partition", "gpu", "--out", "x"),
      "argument --partition: applies to --executor slurm only"),
+    (("sweep", "--notebook", "01", "--seeds", "0", "--device", "gpu0", "--out", "x"),
+     "argument --device: unknown device 'gpu0'; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    (("sweep", "--notebook", "01", "--seeds", "0", "x", "--out", "x"), "argument --seeds: must be a non-negative integer"),
 ])
 def test_bad_options_name_the_option_and_the_allowed_values(capsys, argv, message):
     code, _, err = run(capsys, *argv)
@@ -196,3 +199,16 @@ def test_mnist_distill_and_evaluate(tmp_path, capsys):
     assert m["teacher_snapshot"] == 0.128 and m["delta_e"]["n"] == 64 and "converged" in m["delta_e"]
     assert set(m["references"]) == {"start", "random", "reproducibility"}
     assert m["delta_e_along"]["delta_e"][0] == pytest.approx(m["delta_e_start_set0"], rel=1e-6, abs=1e-9)
+
+
+def test_sweep_errors_name_the_option(tmp_path, capsys):
+    base = ("sweep", "--preset", "smoke", "--seeds", "0", "--device", "cpu", "--out", tmp_path / "s")
+    code, _, err = run(capsys, *base, "--notebook", "99")
+    assert code == 1 and "--notebook '99' matches no notebook" in err and "allowed: 01, 02, 03, 04, 05" in err
+    code, _, err = run(capsys, *base, "--notebook", "01", "-p", "lr", "0.1")
+    assert code == 1 and "-p lr: not a parameter of the notebook; allowed: (none)" in err
+    code, _, err = run(capsys, *base, "--notebook", "02", "-p", "output_dir", "x")
+    assert code == 1 and "-p output_dir: set by the sweep itself; use --out" in err
+    if not any((Path(d) / "srun").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+        code, _, err = run(capsys, *base, "--notebook", "01", "--executor", "slurm")
+        assert code == 1 and "--executor slurm: Could not detect \"srun\"" in err
