@@ -165,6 +165,10 @@ def _check(ap: argparse.ArgumentParser, args) -> None:
             ap.error("argument --partition: applies to --executor slurm only")
         if args.gpus_per_node is not None and args.gpus_per_node < 0:
             ap.error(f"argument --gpus-per-node: must be >= 0, got {args.gpus_per_node}")
+        # only the name: the jobs check that the device exists where they run (a Slurm login node may have no GPU)
+        d = args.device
+        if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+            ap.error(f"argument --device: unknown device {d!r}; allowed: {ALLOWED_DEVICES}")
     else:
         if args.experiment in NOT_YET:
             ap.error(f"argument --experiment: {args.experiment!r} does not exist yet; allowed: "
@@ -177,12 +181,6 @@ def _check(ap: argparse.ArgumentParser, args) -> None:
             if getattr(args, "teacher_kimg", None) is not None:
                 ap.error("argument --teacher-kimg: applies to --experiment mnist only")
             args.dataset = args.dataset or "chessboard"
-    if args.command == "sweep":
-        # the jobs check that the device exists where they run (a Slurm login node may have no GPU)
-        d = args.device
-        if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
-            ap.error(f"argument --device: unknown device {d!r}; allowed: {ALLOWED_DEVICES}")
-    else:
         try:
             resolve_device(args.device)
         except ValueError as e:
