@@ -36,7 +36,7 @@ Run `python -m dmdlib COMMAND --help` for the options of a command.
 """
 
 EPILOG_OUT = ("Output folder (--out DIR): the resumable run folders (DIR/runs/<dataset>/ for the toys, DIR/runs/ "
-              "for MNIST: the layout of notebooks 01 and 02), {what}, and DIR/metrics.json (preset, seed, device, "
+              "for MNIST: the layout of notebooks 01 and 02){what} and DIR/metrics.json (preset, seed, device, "
               "hardware, code version and the command's numbers). Rerunning the same command resumes an interrupted "
               "run and reloads a finished one; a run folder made with another configuration is refused.")
 
@@ -95,16 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmds = {
         "train-teacher": ("train (or resume, or reload) the EDM teacher",
-                          "DIR/teacher.safetensors (the EMA weights: the teacher)",
+                          ", DIR/teacher.safetensors (the EMA weights: the teacher)",
                           "Train the EDM teacher of the experiment (EMA weights, snapshots for MNIST); runs "
                           "data-parallel under torchrun."),
         "distill": ("distil the teacher into a one-step student by DMD",
-                    "DIR/student.safetensors (the generator G(z) = D(80 z, 80) as a OneStepGenerator state dict)",
+                    ", DIR/student.safetensors (the generator G(z) = D(80 z, 80) as a OneStepGenerator state dict)",
                     "Distil the teacher (trained first if DIR has none) into a one-step student by DMD, recording "
                     "Delta_E on the first evaluation seed set along distillation; runs data-parallel under "
                     "torchrun."),
         "evaluate": ("Delta_E of a distilled student with its interval, verdict and reference levels",
-                     "no weights",
+                     "",
                      "Evaluate the finished student in DIR as the notebooks do: Delta_E over R seed sets of N seeds "
                      "with its interval, the convergence verdict (fit, travel, plateau) and the reference levels "
                      "(start, random pairing, second teacher). The second teacher (seed + 1) is trained here if DIR "
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the notebook: its number in notebooks/ (e.g. 01) or a path to an .ipynb")
     sw.add_argument("--preset", choices=PRESET_NAMES, default="quick", help="the notebooks' preset (default quick)")
     sw.add_argument("--seeds", type=_seed, nargs="+", required=True, metavar="SEED", help="the seeds, e.g. 0 1 2")
-    sw.add_argument("-p", dest="grid", nargs="+", action="append", metavar="NAME VALUE",
+    sw.add_argument("-p", dest="grid", nargs="+", action="append", metavar=("NAME", "VALUE"),
                     help="a grid over a notebook parameter: -p NAME VALUE [VALUE ...] (repeatable; values as in "
                          "papermill: numbers, true/false/null, JSON lists, else strings)")
     sw.add_argument("--out", required=True, metavar="DIR", help="the sweep's folder")

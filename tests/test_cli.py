@@ -52,7 +52,7 @@ def test_help_explains_every_option():
     assert "teacher.safetensors" in sub["train-teacher"].format_help()
     sweep = sub["sweep"].format_help()
     for words in ("--notebook", "--seeds", "--executor", "local", "slurm", "--partition", "--gpus-per-node",
-                  "--timeout-min", "-p NAME VALUE", "summary.csv"):
+                  "--timeout-min", "-p NAME [VALUE ...]", "summary.csv"):
         assert words in sweep
 
 
