@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import accel
+from . import accel, distributed
 from .dmd import (DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss, log_due, run_config,
                   teacher_sigma_data, _set_lr)
 from .presets import DMDConfig
@@ -105,6 +105,9 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     from tqdm.auto import tqdm
 
     check_stop_after(stop_after)
+    if distributed.active():
+        raise ValueError("distill_concurrent runs in one process; under torchrun train the students one after "
+                         "another with dmdlib.dmd.distill (data-parallel), or run without torchrun")
     n = len(teachers)
     if n < 1:
         raise ValueError("teachers must hold at least one denoiser")

@@ -37,6 +37,12 @@ generator turn; the DM term alone is the paper's setting. Implemented:
   noised at sigma from the full table; the discriminator loss
   softplus(D(fake)) + softplus(-D(real)) joins the fake-score update and
   softplus(-D(fake)) the generator update.
+
+Under torchrun the loop is data-parallel (:mod:`dmdlib.distributed`): every
+rank draws the global batch's z, sigma indices, noise and data and keeps its
+own rows; the generator, the fake score and the GAN head average their
+gradients over ranks (``DistributedDataParallel``) before clipping, so the
+clipped norm is the global gradient's; rank 0 writes.
 """
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from . import accel
+from . import accel, distributed
 from .presets import DMDConfig
 from .precond import denoising_weight
 from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
@@ -231,11 +237,19 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     signature; the tests use it to start a student away from a closed-form
     teacher. Everything that changes the result is recorded in the run
     folder (:func:`run_config`).
+
+    Under torchrun (:mod:`dmdlib.distributed`) every process calls this with
+    the same arguments: the global batch ``cfg.batch_size`` is split across
+    them, ``eval_fn`` runs on every rank, rank 0 writes the run folder, and
+    every rank returns the same weights; a stopped run resumes under torchrun.
     """
     from tqdm.auto import tqdm
 
     check_stop_after(stop_after)
     check_data_id(data_id)
+    distributed.check_batch(cfg.batch_size, "DMDConfig.batch_size")
+    main = distributed.is_main()
+    B = cfg.batch_size    # the global batch: every draw below is the global batch's, then sharded
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     sigma_data = teacher_sigma_data(teacher, sigma_data)
@@ -277,8 +291,9 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     start, steps_g, steps_f = 0, 0, 0
 
     if run_dir is not None:
-        run_dir = prepare_run_dir(run_dir, run_config(real, z_shape, cfg, seed, sigma_data, speed, data_id,
-                                                      regression_pairs, student_init))
+        run_dir = distributed.on_main(prepare_run_dir, run_dir,
+                                      run_config(real, z_shape, cfg, seed, sigma_data, speed, data_id,
+                                                 regression_pairs, student_init))
         final = run_dir / "result.pt"
         path = final if final.exists() else run_dir / "checkpoint.pt"
         if path.exists():
@@ -316,28 +331,35 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         evaluate(0)
     for m in (real, gen, fake):
         accel.prepare(m, speed)
+    # forward passes whose gradients are averaged over ranks go through these (the modules themselves in one process)
+    gen_dp, fake_dp = distributed.wrap(gen), distributed.wrap(fake)
+    head_dp = distributed.wrap(head) if head is not None else None
     amp = lambda: accel.autocast(dev, speed)  # noqa: E731
     win_dm, win_f, win_reg, win_gan_g, win_gan_d = [], [], [], [], []
-    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
+    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not (progress_bar and main), leave=False)
     for it in range(start, cfg.iterations):
-        z = accel.to_memory_format(torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev), speed)
+        z = accel.to_memory_format(torch.randn((B, *z_shape), generator=rng, device=dev), speed)
+        z = distributed.shard(z)
         if it % cfg.gen_every == 0:
             # generator turn: DM gradient on x = G(z)
             with amp():
-                x = gen(z).float()
-            idx = torch.randint(lo, hi + 1, (cfg.batch_size,), generator=rng, device=dev)
-            eps = torch.randn(x.shape, generator=rng, device=dev)
+                x = gen_dp(z).float()
+            full = (B, *x.shape[1:])
+            idx = torch.randint(lo, hi + 1, (B,), generator=rng, device=dev)
+            eps = torch.randn(full, generator=rng, device=dev)
+            idx, eps = distributed.shard(idx, eps)
             with amp():
                 grad = dm_gradient(x, fake, real, table[idx], eps).float()
             losses = {"dm": dm_loss(x, grad)}
             if cfg.regression_weight > 0:
-                j = torch.randint(0, reg_z.shape[0], (cfg.batch_size,), generator=rng, device=dev)
+                j = distributed.shard(torch.randint(0, reg_z.shape[0], (B,), generator=rng, device=dev))
                 with amp():
-                    x_reg = gen(reg_z[j]).float()
+                    x_reg = gen_dp(reg_z[j]).float()
                 losses["regression"] = torch.nn.functional.mse_loss(x_reg, reg_x[j])
             if use_gan:
-                idx_gan = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
-                eps_gan = torch.randn(x.shape, generator=rng, device=dev)
+                idx_gan = torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev)
+                eps_gan = torch.randn(full, generator=rng, device=dev)
+                idx_gan, eps_gan = distributed.shard(idx_gan, eps_gan)
                 with amp():
                     logit = _gan_logits(fake, head, capture, x, table[idx_gan], eps_gan)
                 losses["gan_g"] = torch.nn.functional.softplus(-logit).mean()
@@ -359,17 +381,20 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             with torch.no_grad(), amp():
                 x = gen(z).float()
         # fake-score turn (every iteration) on the pre-update sample sg(G(z))
-        idx = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
-        eps = torch.randn(x.shape, generator=rng, device=dev)
+        full = (B, *x.shape[1:])
+        idx = torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev)
+        eps = torch.randn(full, generator=rng, device=dev)
+        idx, eps = distributed.shard(idx, eps)
         with amp():
-            loss_f = fake_score_loss(fake, x, table[idx], eps, sigma_data).float()
+            loss_f = fake_score_loss(fake_dp, x, table[idx], eps, sigma_data).float()
         if use_gan:
-            real_x = data_fn(cfg.batch_size, rng)
-            i_f, i_r = (torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev) for _ in "fr")
-            e_f, e_r = (torch.randn(x.shape, generator=rng, device=dev) for _ in "fr")
+            real_x = data_fn(B, rng)
+            i_f, i_r = (torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev) for _ in "fr")
+            e_f, e_r = (torch.randn(full, generator=rng, device=dev) for _ in "fr")
+            real_x, i_f, i_r, e_f, e_r = distributed.shard(real_x, i_f, i_r, e_f, e_r)
             with amp():
-                l_fake = _gan_logits(fake, head, capture, x.detach(), table[i_f], e_f)
-                l_real = _gan_logits(fake, head, capture, real_x, table[i_r], e_r)
+                l_fake = _gan_logits(fake_dp, head_dp, capture, x.detach(), table[i_f], e_f)
+                l_real = _gan_logits(fake_dp, head_dp, capture, real_x, table[i_r], e_r)
             loss_d = (torch.nn.functional.softplus(l_fake) + torch.nn.functional.softplus(-l_real)).mean()
             win_gan_d.append(loss_d.detach())
             loss_f = loss_f + cfg.gan_d_weight * loss_d
@@ -384,13 +409,13 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         bar.update(1)
 
         if log_due(n, cfg):
-            vals = {"dm": torch.stack(win_dm).mean().item() if win_dm else None,
-                    "fake": torch.stack(win_f).mean().item()}
+            avg = lambda w: distributed.mean(torch.stack(w).mean()).item() if w else None  # noqa: E731  (over ranks)
+            vals = {"dm": avg(win_dm), "fake": avg(win_f)}
             if "regression" in logs:
-                vals["regression"] = torch.stack(win_reg).mean().item() if win_reg else None
+                vals["regression"] = avg(win_reg)
             if use_gan:
-                vals["gan_g"] = torch.stack(win_gan_g).mean().item() if win_gan_g else None
-                vals["gan_d"] = torch.stack(win_gan_d).mean().item()
+                vals["gan_g"] = avg(win_gan_g)
+                vals["gan_d"] = avg(win_gan_d)
             for k, v in vals.items():
                 if v is not None and not math.isfinite(v):
                     bar.close()
@@ -403,7 +428,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             bar.set_postfix(dm=f"{vals['dm'] or float('nan'):.3g}", fake=f"{vals['fake']:.3g}")
         if cfg.eval_every and (n % cfg.eval_every == 0 or n == cfg.iterations):
             evaluate(n)
-        if run_dir is not None and (n % cfg.checkpoint_every == 0) and n < cfg.iterations:
+        if run_dir is not None and main and (n % cfg.checkpoint_every == 0) and n < cfg.iterations:
             save(run_dir / "checkpoint.pt")
         if stop_after is not None and n - start >= stop_after:
             break
@@ -411,7 +436,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     if result.iterations >= cfg.iterations:
         if eval_fn is not None:
             evaluate(cfg.iterations)
-        if run_dir is not None:
+        if run_dir is not None and main:
             save(run_dir / "result.pt", final=True)
             (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    distributed.barrier()   # every rank returns once rank 0's files exist
     return result

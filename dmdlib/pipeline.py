@@ -114,18 +114,54 @@ def toy_sigma_data(p: ToyPreset, dataset: str) -> float:
     return data_std(dataset, p.dim) if p.sigma_data == "data" else float(p.sigma_data)
 
 
+def _toy_teacher_config(p: ToyPreset, dataset: str):
+    return replace(p.teacher, sigma_data=toy_sigma_data(p, dataset))
+
+
+def toy_teacher_dir(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu") -> Path:
+    """The run folder of the toy teacher of ``dataset`` and ``seed`` under ``root`` (named by its configuration)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, _toy_teacher_config(p, dataset),
+                     seed, *_version_and_speed(dev))
+    return Path(root) / f"teacher-{tag}"
+
+
 def train_toy_teacher(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu",
                       progress_bar: bool = True) -> TeacherResult:
     """The toy teacher of ``dataset`` with seed ``seed`` (network initialisation and training draws)."""
     dev = resolve_device(device) if isinstance(device, str) else device
-    cfg = replace(p.teacher, sigma_data=toy_sigma_data(p, dataset))
-    tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, cfg, seed, *_version_and_speed(dev))
+    cfg = _toy_teacher_config(p, dataset)
     torch.manual_seed(seed)  # network initialisation
     net = EDMPrecond(MLPNet(p.dim, p.width, p.depth, p.fourier_dim), sigma_data=cfg.sigma_data)
     data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
-    return train_teacher(net, data_fn, cfg, run_dir=Path(root) / f"teacher-{tag}", seed=seed, device=dev,
-                         progress_bar=progress_bar, desc=f"{dataset} teacher (seed {seed})",
+    return train_teacher(net, data_fn, cfg, run_dir=toy_teacher_dir(dataset, p, root, seed, dev), seed=seed,
+                         device=dev, progress_bar=progress_bar, desc=f"{dataset} teacher (seed {seed})",
                          speed=accel.default_speed(dev), data_id=f"toy:{dataset}:dim={p.dim}")
+
+
+def toy_student_dir(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu") -> Path:
+    """The run folder of the toy student of ``dataset`` and ``seed`` under ``root`` (named by its teacher and
+    configuration); it holds ``result.pt`` once the student is finished."""
+    tag = config_tag("toy-student", toy_teacher_dir(dataset, p, root, seed, device).name, p.dmd, p.k, p.n_eval, seed)
+    return Path(root) / f"student-{tag}"
+
+
+def toy_eval_targets(p: ToyPreset, teacher: TeacherResult, seed: int = 0, device="cpu") -> tuple:
+    """The evaluation seeds z (R sets of N, :func:`eval_seed_sets`) and the teacher's Phi_K(z) on them (CPU)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    z = eval_seed_sets(p.n_sets, p.n_eval, (p.dim,), seed)
+    return z, phi_k(teacher.ema, z.to(dev), p.k).cpu()
+
+
+def distill_toy(dataset: str, p: ToyPreset, teacher: TeacherResult, root, z: torch.Tensor, phi_8: torch.Tensor,
+                seed: int = 0, device="cpu", progress_bar: bool = True) -> DMDResult:
+    """Distil (or resume, or reload) the toy student of ``teacher``, recording Delta_E on the first seed set along
+    distillation (``z`` and ``phi_8`` from :func:`toy_eval_targets`)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    N = p.n_eval
+    return distill(teacher.ema, (p.dim,), p.dmd, run_dir=toy_student_dir(dataset, p, root, seed, dev), seed=seed,
+                   device=dev, progress_bar=progress_bar, eval_fn=delta_e_along(z[:N], phi_8[:N], dev),
+                   desc=f"{dataset} DMD", speed=accel.default_speed(dev))
 
 
 def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None):
@@ -164,13 +200,9 @@ def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, de
     teacher_2 = (train_toy_teacher(dataset, p, root, seed + 1, dev, progress_bar)
                  if dataset in p.reference_datasets else None)
     R, N = p.n_sets, p.n_eval
-    z = eval_seed_sets(R, N, (p.dim,), seed)
+    z, phi_8 = toy_eval_targets(p, teacher, seed, dev)
     z_dev = z.to(dev)
-    phi_8 = phi_k(teacher.ema, z_dev, p.k).cpu()
-    s_tag = config_tag("toy-student", Path(teacher.run_dir).name, p.dmd, p.k, N, seed)
-    student = distill(teacher.ema, (p.dim,), p.dmd, run_dir=root / f"student-{s_tag}", seed=seed, device=dev,
-                      progress_bar=progress_bar, eval_fn=delta_e_along(z[:N], phi_8[:N], dev),
-                      desc=f"{dataset} DMD", speed=accel.default_speed(dev))
+    student = distill_toy(dataset, p, teacher, root, z, phi_8, seed, dev, progress_bar)
     with torch.no_grad():
         g = student.generator.eval()(z_dev).cpu()
     phi_1 = phi_k(teacher.ema, z_dev, 1).cpu()
@@ -269,8 +301,7 @@ def train_mnist_teacher(p, runs_dir, seed: int = 0, device="auto", data=None,
     net = mnist_denoiser(p)
     n = data.shape[0]
     data_fn = lambda b, g: data[torch.randint(0, n, (b,), generator=g, device=dev)]  # noqa: E731
-    tag = mnist_teacher_tag(p, seed, dev)
-    return train_teacher(net, data_fn, p.teacher, run_dir=Path(runs_dir) / f"teacher-{tag}", seed=seed, device=dev,
+    return train_teacher(net, data_fn, p.teacher, run_dir=mnist_teacher_dir(p, runs_dir, seed, dev), seed=seed, device=dev,
                          progress_bar=progress_bar, desc=f"MNIST teacher (seed {seed})", speed=accel.default_speed(dev),
                          data_id=mnist_data_id(p))
 
@@ -309,6 +340,11 @@ def _version_and_speed(device) -> tuple:
 
 def mnist_teacher_tag(p, seed: int, device="cpu") -> str:
     return config_tag("mnist-teacher", p.unet, p.teacher, p.data_subset, seed, *_version_and_speed(device))
+
+
+def mnist_teacher_dir(p, runs_dir, seed: int = 0, device="cpu") -> Path:
+    """The run folder of the MNIST teacher with seed ``seed`` under ``runs_dir``."""
+    return Path(runs_dir) / f"teacher-{mnist_teacher_tag(p, seed, device)}"
 
 
 def mnist_snapshot(p, teacher: TeacherResult, kimg: float, device="cpu") -> EDMPrecond:
@@ -446,6 +482,20 @@ class MnistEval:
         return slice(0, m), slice(h * n, h * n + m)
 
 
+def mnist_eval_targets(p, teacher_net, runs_dir, seed: int = 0, device="cpu") -> tuple:
+    """The evaluation seeds z (R sets of N) and the teacher's Phi_K(z), cached in ``runs_dir/samples``.
+
+    What a student's Delta_E along distillation is measured against
+    (:func:`distill_mnist`'s ``eval_z``/``eval_phi_8`` are their first N rows);
+    :func:`mnist_eval_setup` starts from them.
+    """
+    dev = resolve_device(device) if isinstance(device, str) else device
+    shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
+    z = eval_seed_sets(p.n_sets, p.n_eval, shape, seed)
+    accel.prepare(teacher_net, accel.default_speed(dev))
+    return z, cached_phi_k(teacher_net, z, p.k, Path(runs_dir) / "samples", p.sample_batch, dev)
+
+
 def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teacher_2_net=None) -> MnistEval:
     """Evaluation seeds, teacher outputs (cached in ``runs_dir/samples``), the feature classifier and real digits.
 
@@ -462,11 +512,8 @@ def mnist_eval_setup(p, teacher_net, runs_dir, seed: int = 0, device="cpu", teac
     from .features import classifier_features, frechet_distance, mnist_classifier
 
     dev = resolve_device(device) if isinstance(device, str) else device
-    shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
-    z = eval_seed_sets(p.n_sets, p.n_eval, shape, seed)
+    z, phi_8 = mnist_eval_targets(p, teacher_net, runs_dir, seed, dev)
     cache = Path(runs_dir) / "samples"
-    accel.prepare(teacher_net, accel.default_speed(dev))
-    phi_8 = cached_phi_k(teacher_net, z, p.k, cache, p.sample_batch, dev)
     phi_1 = cached_phi_k(teacher_net, z, 1, cache, p.sample_batch, dev)
     phi_8_2 = None
     if teacher_2_net is not None:

@@ -56,21 +56,31 @@ class EDMPrecond(nn.Module):
         return c_skip * x + c_out * f_x.to(torch.float32)
 
 
+def edm_noise(y: torch.Tensor, generator: Optional[torch.Generator] = None, p_mean: float = -1.2,
+              p_std: float = 1.2) -> tuple:
+    """The random draws of the EDM loss for a batch ``y``: ``(sigma, n)`` with ln(sigma) ~ N(p_mean, p_std^2)
+    per sample (shape [batch, 1, ...]) and n ~ N(0, sigma^2 I) (the shape of ``y``), in this order."""
+    shape = (y.shape[0],) + (1,) * (y.ndim - 1)
+    rnd = torch.randn(shape, generator=generator, device=y.device, dtype=y.dtype)
+    sigma = (rnd * p_std + p_mean).exp()
+    n = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype) * sigma
+    return sigma, n
+
+
 def edm_loss(denoiser: nn.Module, y: torch.Tensor, generator: Optional[torch.Generator] = None,
              labels: Optional[torch.Tensor] = None, p_mean: float = -1.2, p_std: float = 1.2,
-             sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+             sigma_data: float = SIGMA_DATA, noise: Optional[tuple] = None) -> torch.Tensor:
     """EDM loss (Karras et al. 2022, Eq. 2 and 8), per element.
 
     ln(sigma) ~ N(p_mean, p_std^2), n ~ N(0, sigma^2 I),
     loss = lambda(sigma) ||D(y + n, sigma) - y||^2 with
     lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2.
-    Returns the unreduced tensor (the caller averages it).
+    ``noise=(sigma, n)`` gives the draws (from :func:`edm_noise`, e.g. one
+    process's rows of a global batch's draws); otherwise they are drawn from
+    ``generator``. Returns the unreduced tensor (the caller averages it).
     """
-    shape = (y.shape[0],) + (1,) * (y.ndim - 1)
-    rnd = torch.randn(shape, generator=generator, device=y.device, dtype=y.dtype)
-    sigma = (rnd * p_std + p_mean).exp()
+    sigma, n = edm_noise(y, generator, p_mean, p_std) if noise is None else noise
     weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
-    n = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype) * sigma
     d = denoiser(y + n, sigma.flatten(), labels)
     return weight * (d - y) ** 2
 

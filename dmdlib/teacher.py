@@ -10,6 +10,10 @@ Training progress is counted both in iterations and in kimg (thousands of
 training images, EDM's unit); ``TeacherConfig.progress_unit`` says which one
 the snapshot names use. Snapshots are the EMA weights, saved atomically as
 ``snapshots/teacher-<progress><unit>.pt``.
+
+Under torchrun the loop is data-parallel (:mod:`dmdlib.distributed`): every
+rank draws the global batch and its noise and keeps its own rows, gradients
+are averaged over ranks before the optimizer step, and rank 0 writes.
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch import nn
 
-from . import accel
-from .precond import edm_loss
+from . import accel, distributed
+from .precond import edm_loss, edm_noise
 from .presets import TeacherConfig
 from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
                    make_generator, prepare_run_dir, resolve_device)
@@ -76,15 +80,24 @@ def ema_update(ema: nn.Module, net: nn.Module, cfg: TeacherConfig, nimg_before: 
 def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
                   data_fn: DataFn, cfg: TeacherConfig, generator: torch.Generator,
                   start: int = 0, speed: Optional[accel.Speed] = None) -> Iterator[TeacherState]:
-    """Train from iteration ``start`` to ``cfg.iterations``, yielding after every iteration."""
+    """Train from iteration ``start`` to ``cfg.iterations``, yielding after every iteration.
+
+    Under torchrun (an active process group) each rank computes the loss on
+    its rows of the global batch (:func:`dmdlib.distributed.shard`) through
+    a ``DistributedDataParallel`` wrapper, which averages the gradients; the
+    yielded loss is this rank's mean.
+    """
+    distributed.check_batch(cfg.batch_size, "TeacherConfig.batch_size")
     denoiser.train()
+    net = distributed.wrap(denoiser)
     for it in range(start, cfg.iterations):
         nimg = it * cfg.batch_size
-        y = accel.to_memory_format(data_fn(cfg.batch_size, generator), speed)
+        y = accel.to_memory_format(data_fn(cfg.batch_size, generator), speed)   # the global batch, on every rank
         with accel.autocast(y.device, speed):
-            loss = edm_loss(denoiser, y, generator, p_mean=cfg.p_mean, p_std=cfg.p_std,
-                            sigma_data=cfg.sigma_data)
-        loss = loss.float().sum() / cfg.batch_size
+            sigma, n = edm_noise(y, generator, p_mean=cfg.p_mean, p_std=cfg.p_std)
+            y, sigma, n = distributed.shard(y, sigma, n)                      # this rank's rows
+            loss = edm_loss(net, y, sigma_data=cfg.sigma_data, noise=(sigma, n))
+        loss = loss.float().sum() / y.shape[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         ramp = min(nimg / max(cfg.lr_rampup_kimg * 1000, 1e-8), 1.0) if cfg.lr_rampup_kimg > 0 else 1.0
@@ -133,11 +146,18 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     MNIST's pinned checksum); it is recorded in the run folder with the
     rest of :func:`run_config`, and a run is resumed or reloaded only with
     the same.
+
+    Under torchrun (:mod:`dmdlib.distributed`) every process calls this with
+    the same arguments; the global batch ``cfg.batch_size`` is split across
+    them, rank 0 writes the run folder, and every rank returns the same
+    weights. A stopped run resumes under torchrun as in one process.
     """
     from tqdm.auto import tqdm
 
     check_stop_after(stop_after)
     check_data_id(data_id)
+    distributed.check_batch(cfg.batch_size, "TeacherConfig.batch_size")
+    main = distributed.is_main()
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     denoiser = denoiser.to(dev)
@@ -147,7 +167,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     generator = make_generator(seed, dev)
     res = TeacherResult(denoiser, ema, unit=cfg.progress_unit, run_dir=None if run_dir is None else str(run_dir))
     start = 0
-    run_dir = prepare_run_dir(run_dir, run_config(denoiser, cfg, seed, speed, data_id)) \
+    run_dir = distributed.on_main(prepare_run_dir, run_dir, run_config(denoiser, cfg, seed, speed, data_id)) \
         if run_dir is not None else None
     if run_dir is not None:
         final = run_dir / "result.pt"
@@ -178,7 +198,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
 
     pending = set(float(s) for s in cfg.snapshots) - set(res.snapshots)
     window = []
-    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress_bar, leave=False)
+    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not (progress_bar and main), leave=False)
     accel.prepare(denoiser, speed)
     for st in teacher_steps(denoiser, ema, optimizer, data_fn, cfg, generator, start, speed):
         window.append(st.loss)
@@ -188,7 +208,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
         at_ckpt = st.iteration % cfg.checkpoint_every == 0 or st.iteration == cfg.iterations
         done_snaps = [s for s in pending if progress(st.iteration, cfg) >= s]
         if at_log or at_ckpt or done_snaps:
-            mean = torch.stack(window).mean().item()  # one host sync per log window
+            mean = distributed.mean(torch.stack(window).mean()).item()  # one host sync per log window
             if not math.isfinite(mean):
                 bar.close()
                 check_finite(mean, "EDM loss", st.iteration - len(window) + 1, st.iteration, desc, run_dir,
@@ -201,11 +221,12 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
             if run_dir is not None:
                 for s in sorted(done_snaps):
                     path = run_dir / "snapshots" / snapshot_name(s, cfg.progress_unit)
-                    atomic_torch_save({"ema": ema.state_dict(), "iteration": st.iteration, "kimg": st.kimg,
-                                       "unit": cfg.progress_unit, "progress": s}, path)
+                    if main:
+                        atomic_torch_save({"ema": ema.state_dict(), "iteration": st.iteration, "kimg": st.kimg,
+                                           "unit": cfg.progress_unit, "progress": s}, path)
                     res.snapshots[s] = str(path)
                     pending.discard(s)
-                if at_ckpt:
+                if at_ckpt and main:
                     save(run_dir / "checkpoint.pt")
             else:
                 for s in done_snaps:
@@ -214,9 +235,10 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
         if stop_after is not None and st.iteration - start >= stop_after:
             break
     bar.close()
-    if run_dir is not None and res.iterations >= cfg.iterations:
+    if run_dir is not None and res.iterations >= cfg.iterations and main:
         save(run_dir / "result.pt", final=True)
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    distributed.barrier()   # every rank returns once rank 0's files (snapshots, result) exist
     return res
 
 

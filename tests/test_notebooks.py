@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 REQUIRED = ("preset", "device", "seed", "output_dir")
+TRAINING_CHAPTERS = ("01", "02", "03", "04", "05")   # the chapters that train (08 reads a sweep's summary)
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
@@ -114,7 +115,7 @@ def test_smoke_metrics_are_finite_and_consistent(smoke_book, nb_path):
     for path, v in flat.items():   # every transport pair anywhere (records, fit tables, logs)
         if path.endswith("e_ot") and path[:-4] + "e_dt" in flat:
             assert v <= flat[path[:-4] + "e_dt"] + 1e-12, path
-    if nb_path.stem.startswith(("01", "02", "03", "04", "05")):
+    if nb_path.stem.startswith(TRAINING_CHAPTERS):
         assert _student_records(m), "every chapter reports a student's Delta_E with its verdict"
     for path, r in _student_records(m):
         g = r["gates"]
@@ -160,4 +161,5 @@ def test_second_build_reloads_every_run(smoke_book):
     for nb in NOTEBOOKS:
         text = _stream_text(smoke_book / "outputs" / "smoke" / nb.stem / nb.name)
         assert "trained now" not in text and "resumed at" not in text, nb.name
-        assert "loaded from the run folder" in text, nb.name
+        if nb.stem.startswith(TRAINING_CHAPTERS):
+            assert "loaded from the run folder" in text, nb.name
