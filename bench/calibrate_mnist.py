@@ -12,34 +12,20 @@ JSON line with the curves and the wall times.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
+
+from calibration_common import add_training_options, log_line, training_overrides
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", default="quick")
     ap.add_argument("--channels", type=int, help="UNet model_channels")
     ap.add_argument("--resolution", type=int, help="image resolution (16: average-pooled digits)")
     ap.add_argument("--mult", type=str, help="UNet channel_mult, e.g. 1,2")
-    ap.add_argument("--batch-eval", type=int, default=1000, help="seeds per evaluation set")
-    ap.add_argument("--t-iters", type=int)
-    ap.add_argument("--t-batch", type=int)
-    ap.add_argument("--t-lr", type=float)
-    ap.add_argument("--t-ema", type=float)
     ap.add_argument("--kimg", type=float, default=None, help="snapshot to distil (default: the preset's)")
-    ap.add_argument("--d-iters", type=int)
-    ap.add_argument("--d-batch", type=int)
-    ap.add_argument("--d-lr", type=float)
-    ap.add_argument("--d-lr-fake", type=float)
-    ap.add_argument("--d-warmup", type=int)
-    ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--k-check", type=int, default=0, help="also measure FD(Phi_8, Phi_k) for this k")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--log", default=None)
+    add_training_options(ap)
     args = ap.parse_args(argv)
 
     import torch
@@ -52,18 +38,15 @@ def main(argv=None) -> int:
     from dmdlib.presets import get_preset
     from dmdlib.sampler import phi_k
 
-    p = get_preset("mnist", args.base)
-    t_kw = {k: v for k, v in (("iterations", args.t_iters), ("batch_size", args.t_batch), ("lr", args.t_lr),
-                              ("ema_halflife_kimg", args.t_ema)) if v is not None}
-    d_kw = {k: v for k, v in (("iterations", args.d_iters), ("batch_size", args.d_batch), ("lr", args.d_lr),
-                              ("lr_fake", args.d_lr_fake or args.d_lr), ("warmup_steps", args.d_warmup)) if v is not None}
-    d_kw["eval_every"] = args.eval_every
+    if args.eval_every is None:
+        args.eval_every = 250
+    p, t_kw, d_kw = training_overrides(get_preset("mnist", args.base), args)
     unet = replace(p.unet, model_channels=args.channels) if args.channels else p.unet
     if args.resolution:
         unet = replace(unet, img_resolution=args.resolution)
     if args.mult:
         unet = replace(unet, channel_mult=tuple(int(c) for c in args.mult.split(",")))
-    p = replace(p, unet=unet, teacher=replace(p.teacher, **t_kw), dmd=replace(p.dmd, **d_kw))
+    p = replace(p, unet=unet)
     kimg = args.kimg if args.kimg is not None else p.teacher_kimg
     dev = torch.device("cpu")
     clf, info = features.mnist_classifier()
@@ -113,11 +96,7 @@ def main(argv=None) -> int:
            "dm": student.logs["dm"]["value"][-5:],
            "time_teacher_s": round(t_teacher, 1), "time_phi8_2000_s": round(t_phi8, 1), "time_dmd_s": round(t_dmd, 1),
            "classifier": info["sha256"][:12]}
-    line = json.dumps(out)
-    print(line, flush=True)
-    if args.log:
-        with open(args.log, "a") as fh:
-            fh.write(line + "\n")
+    log_line(out, args.log)
     return 0
 
 

@@ -12,32 +12,20 @@ Run it with ``--threads 1`` to search two configurations at once on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
+
+from calibration_common import add_training_options, log_line, training_overrides
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="chessboard")
-    ap.add_argument("--base", default="quick", help="preset the configuration starts from")
     ap.add_argument("--width", type=int)
     ap.add_argument("--depth", type=int)
     ap.add_argument("--sigma-data", default=None, help="'data' or a number")
-    ap.add_argument("--t-iters", type=int)
-    ap.add_argument("--t-batch", type=int)
-    ap.add_argument("--t-lr", type=float)
-    ap.add_argument("--t-ema", type=float, help="EMA half-life (kimg)")
-    ap.add_argument("--d-iters", type=int)
-    ap.add_argument("--d-batch", type=int)
-    ap.add_argument("--d-lr", type=float, help="learning rate of both DMD networks")
-    ap.add_argument("--d-warmup", type=int)
-    ap.add_argument("--eval-every", type=int)
     ap.add_argument("--no-reference", action="store_true", help="skip the second teacher")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--log", default=None, help="append the JSON line here")
+    add_training_options(ap)
     args = ap.parse_args(argv)
 
     import torch
@@ -47,26 +35,13 @@ def main(argv=None) -> int:
     from dmdlib import pipeline as pl
     from dmdlib.presets import get_preset
 
-    p = get_preset("toy", args.base)
-    t_kw = {k: v for k, v in (("iterations", args.t_iters), ("batch_size", args.t_batch), ("lr", args.t_lr),
-                              ("ema_halflife_kimg", args.t_ema)) if v is not None}
-    d_kw = {k: v for k, v in (("iterations", args.d_iters), ("batch_size", args.d_batch), ("lr", args.d_lr),
-                              ("lr_fake", args.d_lr), ("warmup_steps", args.d_warmup),
-                              ("eval_every", args.eval_every)) if v is not None}
-    if "iterations" in d_kw and "eval_every" not in d_kw:
-        d_kw["eval_every"] = max(1, d_kw["iterations"] // 10)
-    for k in ("iterations", "eval_every"):
-        if k in d_kw:
-            d_kw["checkpoint_every"] = max(p.dmd.log_every, (d_kw.get("iterations", p.dmd.iterations) // 5)
-                                           // p.dmd.log_every * p.dmd.log_every)
-    if "iterations" in t_kw:
-        t_kw["checkpoint_every"] = max(p.teacher.log_every, (t_kw["iterations"] // 5)
-                                       // p.teacher.log_every * p.teacher.log_every)
+    if args.d_iters is not None and args.eval_every is None:
+        args.eval_every = max(1, args.d_iters // 10)
+    p, t_kw, d_kw = training_overrides(get_preset("toy", args.base), args)
     top = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None}
     if args.sigma_data is not None:
         top["sigma_data"] = args.sigma_data if args.sigma_data == "data" else float(args.sigma_data)
-    p = replace(p, teacher=replace(p.teacher, **t_kw), dmd=replace(p.dmd, **d_kw), reference_datasets=() if args.no_reference else (args.dataset,),
-                **top)
+    p = replace(p, reference_datasets=() if args.no_reference else (args.dataset,), **top)
     t0 = time.perf_counter()
     pl.train_toy_teacher(args.dataset, p, f"{args.out}/runs/{args.dataset}", args.seed, "cpu", progress_bar=False)
     t_teacher = time.perf_counter() - t0
@@ -85,11 +60,7 @@ def main(argv=None) -> int:
            "refs": {k: round(v["delta_e"], 4) for k, v in m["references"].items()},
            "along": [round(v, 3) for v in m["delta_e_along"]["delta_e"]],
            "time_teacher_s": round(t_teacher, 1), "time_total_s": round(total, 1)}
-    line = json.dumps(out)
-    print(line, flush=True)
-    if args.log:
-        with open(args.log, "a") as fh:
-            fh.write(line + "\n")
+    log_line(out, args.log)
     return 0
 
 

@@ -45,24 +45,21 @@ def _fill(text: str) -> str:
     return textwrap.fill(text, 100)
 
 
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return v
+def _int_at_least(low: int, what: str):
+    """An argparse type: an integer >= ``low``, with an error saying ``what`` it must be."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or v < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return v
+    return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return v
+_seed = _int_at_least(0, "a non-negative integer")
+_positive = _int_at_least(1, "an integer >= 1")
 
 
 def build_parser() -> argparse.ArgumentParser:

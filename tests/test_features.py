@@ -92,3 +92,18 @@ def test_low_resolution_digits_share_the_feature_space():
     np.testing.assert_allclose(features.classifier_features(net, x16), features.classifier_features(net, up))
     with pytest.raises(ValueError, match="divide"):
         pl.at_resolution(x32, 12)
+
+
+def test_frechet_distance_matches_the_matrix_square_root_and_handles_singular_covariances():
+    from scipy import linalg
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((500, 6)), rng.standard_normal((500, 6)) @ rng.standard_normal((6, 6))
+    (ma, ca), (mb, cb) = features.gaussian_stats(a), features.gaussian_stats(b)
+    ref = ((ma - mb) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * np.trace(np.real(linalg.sqrtm(ca @ cb)))
+    assert features.frechet_distance(a, b) == pytest.approx(ref, rel=1e-8)
+    dead = np.concatenate([a, np.zeros((500, 3))], axis=1)            # three features that never fire
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert features.frechet_distance(dead, dead) == pytest.approx(0.0, abs=1e-9)
