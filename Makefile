@@ -8,7 +8,7 @@ DEVICE ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test results venv clean
+.PHONY: book test results seeds venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,15 @@ book: $(STAMP)
 # commit first: metrics.json records the commit and whether the work tree was clean
 results: $(STAMP)
 	$(BIN)/python scripts/build_book.py --preset $(PRESET) --device $(DEVICE) --results-dir results --no-html
+
+# the across-seeds page: notebooks 01 and 02 once per seed through `python -m dmdlib sweep` (runs and checkpoints
+# in _build/sweeps/), summaries and each run's metrics.json published to results/<preset>/seeds/<notebook>/
+SEEDS ?= 0 1 2
+seeds: $(STAMP)
+	for nb in 01 02; do \
+	  $(BIN)/python -m dmdlib sweep --notebook $$nb --preset $(PRESET) --seeds $(SEEDS) --executor local \
+	    --device $(DEVICE) --out _build/sweeps/$(PRESET)/$$nb --publish results/$(PRESET)/seeds/$$nb || exit 1; \
+	done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra

@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="GPUs per job (default: the GPUs visible here for local, 0 for slurm)")
     sw.add_argument("--timeout-min", type=_positive, default=1440, metavar="M",
                     help="time limit of each job in minutes (default 1440)")
+    sw.add_argument("--publish", default=None, metavar="DEST",
+                    help="after the sweep, copy summary.csv, sweep.json, failed.csv and each finished run's "
+                         "metrics.json and done.json to DEST (e.g. results/quick/seeds/01; no checkpoints)")
     return ap
 
 
@@ -390,6 +393,9 @@ def sweep_cmd(args) -> int:
     print(f"[sweep] {len(res.runs)} runs: {len(res.skipped)} finished earlier, {len(res.outcomes)} launched, "
           f"{len(res.failed)} failed")
     print(f"[sweep] summary of {done} finished runs ({len(res.rows)} rows): {res.out / 'summary.csv'}")
+    if args.publish:
+        written = sw.publish(res.out, args.publish)
+        print(f"[sweep] published {len(written)} files to {args.publish}")
     if res.failed:
         print(f"[sweep] failed runs (also in {res.out / 'failed.csv'}):", file=sys.stderr)
         for o in res.failed:

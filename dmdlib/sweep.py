@@ -16,6 +16,12 @@ Slurm. The folder ``DIR`` holds::
     summary.csv   one row per finished run and reported Delta_E (:data:`SUMMARY_COLUMNS`)
     failed.csv    the runs that failed in the last invocation, with their logs
 
+:func:`publish` copies what a results folder keeps of a sweep (``--publish
+DEST``): the summary, ``sweep.json``, ``failed.csv`` and each finished run's
+``metrics.json`` and ``done.json``, never its training runs or checkpoints.
+:func:`read_summaries` reads the published summaries of several notebooks
+(``results/<preset>/seeds/<notebook>/summary.csv``) as one table.
+
 A rerun skips the runs that finished (their ``done.json`` records the same
 parameters) and launches the others again; the summary covers every finished
 run of the grid, so the runs that did finish are summarised even when others
@@ -422,6 +428,56 @@ def command_for(summary, preset: str = "quick", notebook: str = "01", seeds=(0, 
     named = [p for p in path.parent.parts if p in PRESET_NAMES]
     return (f"python -m dmdlib sweep --notebook {notebook} --preset {named[-1] if named else preset} "
             f"--seeds {' '.join(map(str, seeds))} --executor local --out {path.parent}")
+
+
+PUBLISHED = ("summary.csv", "sweep.json", "failed.csv")   # the sweep-level files publish() copies
+PUBLISHED_RUN = ("metrics.json", DONE)                   # and per finished run
+
+
+def publish(out, dest) -> list:
+    """Copy the results of the sweep in ``out`` to ``dest`` (for ``results/``): no training runs, no checkpoints.
+
+    Copies :data:`PUBLISHED` and, for every run folder with a ``done.json``,
+    :data:`PUBLISHED_RUN` to ``dest/<run>/``; each file is written
+    atomically. Returns the paths written.
+    """
+    from .runs import atomic_write_bytes
+
+    out, dest = Path(out), Path(dest)
+    if not (out / "summary.csv").is_file():
+        raise ValueError(f"publish: {out} holds no summary.csv; run the sweep first")
+    if out.resolve() == dest.resolve():
+        raise ValueError(f"publish: the destination is the sweep's own folder {out}")
+    written = []
+    files = [(out / name, dest / name) for name in PUBLISHED if (out / name).is_file()]
+    for run_dir in sorted(p for p in out.iterdir() if p.is_dir() and (p / DONE).is_file()):
+        files += [(run_dir / name, dest / run_dir.name / name) for name in PUBLISHED_RUN if (run_dir / name).is_file()]
+    for src, dst in files:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(dst, src.read_bytes())
+        written.append(dst)
+    return written
+
+
+def read_summaries(folder) -> tuple:
+    """The published summaries under ``folder`` (``<folder>/<name>/summary.csv``) as one list of rows.
+
+    Each row's ``record`` is prefixed with the notebook the sweep ran (its
+    ``sweep.json``; else the sub-folder's name), e.g. ``01_lowdim_remapping:
+    chessboard``, so records of different notebooks stay apart. Returns
+    ``(rows, sweeps)`` with ``sweeps`` = ``{name: sweep.json contents}``.
+    """
+    folder = Path(folder)
+    rows, sweeps = [], {}
+    for summary in sorted(folder.glob("*/summary.csv")):
+        meta = summary.parent / "sweep.json"
+        info = json.loads(meta.read_text()) if meta.is_file() else {}
+        sweeps[summary.parent.name] = info
+        label = Path(info.get("notebook", summary.parent.name)).stem
+        for row in read_summary(summary):
+            row["record"] = f"{label}: {row['record']}"
+            rows.append(row)
+    return rows, sweeps
 
 
 # ----------------------------------------------------------------------------- the whole sweep

@@ -182,10 +182,17 @@ def test_sweep_notebook_01_at_smoke_through_the_local_executor(tmp_path, capsys)
         assert (tmp_path / r["run"] / "01_lowdim_remapping.ipynb").exists()
     assert rows[0]["delta_e"] != rows[3]["delta_e"]         # another seed, another student
     capsys.readouterr()
-    assert cli.main(argv) == 0                               # the rerun launches nothing
+    pub = tmp_path.parent / (tmp_path.name + "-published") / "01"
+    assert cli.main(argv + ["--publish", str(pub)]) == 0     # the rerun launches nothing
     text = capsys.readouterr().out
     assert "seed-0: finished earlier, skipped" in text and "seed-1: finished earlier, skipped" in text
     assert "submitted" not in text
+    published = sorted(str(p.relative_to(pub)) for p in pub.rglob("*") if p.is_file())
+    assert published == ["failed.csv", "seed-0/done.json", "seed-0/metrics.json", "seed-1/done.json",
+                         "seed-1/metrics.json", "summary.csv", "sweep.json"]       # no runs, no checkpoints
+    both, sweeps = sw.read_summaries(pub.parent)
+    assert [r["record"] for r in both] == [f"01_lowdim_remapping: {r['record']}" for r in rows]
+    assert [r["delta_e"] for r in both] == [r["delta_e"] for r in rows] and sweeps["01"]["preset"] == "smoke"
 
 
 # ----------------------------------------------------------------------------- the book page
@@ -210,3 +217,28 @@ def test_across_seeds_page_reads_a_summary(tmp_path):
     assert c["seeds"] == [0, 1, 2] and c["mean"] == 9.0 and c["sd"] == 1.0
     assert c["within_half_width"] == pytest.approx(0.1)
     assert (out / "across_seeds.png").exists()
+
+
+def test_across_seeds_page_reads_published_sweeps_of_two_notebooks(tmp_path):
+    """The page's default: a folder with one published sweep per notebook; records keep their notebook."""
+    import papermill as pm
+
+    for sub, nb, recs in (("01", "01_lowdim_remapping.ipynb", ("chessboard", "moons")),
+                          ("02", "02_mnist_copying.ipynb", ("student",))):
+        rows = [{"run": f"seed-{s}", "seed": s, "record": rec, "delta_e": v + k, "ci_low": v + k - 0.1,
+                 "ci_high": v + k + 0.1, "n": 1000, "r": 10, "converged": s != 2}
+                for s, v in enumerate((8.0, 10.0, 9.0)) for k, rec in enumerate(recs)]
+        sw.write_csv(tmp_path / "seeds" / sub / "summary.csv", rows, sw.summary_columns([]))
+        (tmp_path / "seeds" / sub / "sweep.json").write_text(json.dumps({"notebook": nb, "preset": "quick"}))
+    out = tmp_path / "page"
+    pm.execute_notebook(str(ROOT / "notebooks" / "08_across_seeds.ipynb"), str(tmp_path / "out.ipynb"),
+                        cwd=str(ROOT), kernel_name="python3", progress_bar=False,
+                        parameters={"preset": "smoke", "device": "cpu", "seed": 0, "output_dir": str(out),
+                                    "summary": str(tmp_path / "seeds")})
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["records"]) == {"01_lowdim_remapping: chessboard", "01_lowdim_remapping: moons",
+                                 "02_mnist_copying: student"}
+    s = m["records"]["02_mnist_copying: student"]
+    assert s["mean"] == 9.0 and s["converged"] == [True, True, False] and m["command"] == "make seeds PRESET=smoke"
+    with pytest.raises(ValueError, match="no summary.csv"):
+        sw.publish(tmp_path / "empty", tmp_path / "x")
