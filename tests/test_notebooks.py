@@ -71,7 +71,7 @@ def _student_records(metrics):
 
 def _build(build):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--preset", "smoke",
-                           "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors"],
+                           "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors", "--fresh"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
 
