@@ -198,7 +198,8 @@ def _hardware(hw) -> str:
     if not isinstance(hw, dict):
         return "not recorded"
     where = hw.get("gpu") or hw.get("cpu") or "?"
-    cores = f", {hw['cpu_count']} cores" if hw.get("cpu_count") is not None else ""
+    n = hw.get("cpu_count")
+    cores = "" if n is None else f", {n} CPU core" + ("" if n == 1 else "s")
     return f"{where}{cores}"
 
 
@@ -241,7 +242,7 @@ def reproducibility_page(rows: list, preset: str, build_git: dict) -> str:
         if source:
             notes.append(f"- `{plan.stem}`: metrics from `{source}`")
         for r in plan.reasons:
-            notes.append(f"  - {plan.status}: {r}" if source else f"- `{plan.stem}`: {plan.status}: {r}")
+            notes.append(f"  - {plan.status}: {r}" if source else f"- `{plan.stem}`: {r}")
     return "\n".join(lines + ["", "## Sources and reasons", ""] + (notes or ["(none)"])) + "\n"
 
 
@@ -318,7 +319,8 @@ def main(argv=None) -> int:
                                     parameters=params)
             shutil.copy2(out_nb, out_dir / nb.name)
             print(f"[build_book] {nb.stem}: executed in {time.perf_counter() - t0:.1f} s", flush=True)
-            metrics, source = out_dir / "metrics.json", str(out_dir / "metrics.json")
+            metrics = out_dir / "metrics.json"
+            source = f"<build-dir>/outputs/{args.preset}/{nb.stem}/metrics.json (not committed)"
             if args.results_dir:
                 dest = Path(args.results_dir).resolve() / args.preset / nb.stem
                 dest.mkdir(parents=True, exist_ok=True)
