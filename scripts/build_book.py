@@ -263,6 +263,7 @@ def main(argv=None) -> int:
                          "(without it they get a placeholder page, or are rendered stale); needs a GPU")
     ap.add_argument("--warnings-as-errors", action="store_true", help="pass -W to jupyter-book")
     ap.add_argument("--no-html", action="store_true", help="execute the notebooks but skip the HTML build")
+    ap.add_argument("--dry-run", action="store_true", help="print what would be done with each chapter, and stop")
     ap.add_argument("--results-dir", default=None,
                     help="also copy each executed notebook and its metrics.json to <results-dir>/<preset>/<notebook>/ "
                          "(the committed results: `make results`)")
@@ -272,6 +273,17 @@ def main(argv=None) -> int:
 
     from dmdlib.provenance import notebook_named, staleness
     from dmdlib.runs import git_state
+
+    plans = []
+    for nb in notebooks_in_toc(ROOT):
+        selected = not args.only or any(nb.name.startswith(o) for o in args.only)
+        status, reasons = result_status(ROOT, args.preset, nb)
+        plans.append((nb, plan_chapter(nb.stem, status, reasons, preset=args.preset, fresh=args.fresh,
+                                       execute_missing=args.execute_missing, selected=selected)))
+    if args.dry_run:
+        for nb, plan in plans:
+            print(f"[build_book] {nb.stem}: would {plan.action}: {plan.why}", flush=True)
+        return 0
 
     build = Path(args.build_dir).resolve()
     stage = build / f"book-{args.preset}"
@@ -284,12 +296,8 @@ def main(argv=None) -> int:
 
     shared_runs = build / "outputs" / args.preset / "mnist-runs"
     rows, t_all = [], time.perf_counter()
-    for nb in notebooks_in_toc(ROOT):
+    for nb, plan in plans:
         out_nb = stage / "notebooks" / nb.name
-        selected = not args.only or any(nb.name.startswith(o) for o in args.only)
-        status, reasons = result_status(ROOT, args.preset, nb)
-        plan = plan_chapter(nb.stem, status, reasons, preset=args.preset, fresh=args.fresh,
-                            execute_missing=args.execute_missing, selected=selected)
         result = ROOT / "results" / args.preset / nb.stem
         metrics, source = None, None
         if plan.action == "render":

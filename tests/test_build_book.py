@@ -186,3 +186,10 @@ def test_fresh_and_only(fake):
     assert [c[0] for c in fake.calls] == ["03_c"]
     assert _staged(fake, "smoke", "01_a") == _nb("01_a", outputs=True)   # the others: from their results
     assert _staged(fake, "smoke", "02_b") == _nb("02_b")                 # or unexecuted without one
+
+
+def test_dry_run_only_prints_the_plan(fake, capsys):
+    assert bb.main(["--preset", "paper", "--build-dir", str(fake.build), "--dry-run"]) == 0
+    assert fake.calls == [] and not fake.build.exists()
+    log = capsys.readouterr().out
+    assert "01_a: would render: fresh result" in log and "02_b: would placeholder: no result" in log
