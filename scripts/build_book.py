@@ -16,7 +16,8 @@ Each chapter of ``_toc.yml`` (a notebook ``notebooks/<stem>.ipynb``) is, by
   ``--execute-missing`` (or ``--fresh``): otherwise a missing chapter gets a
   **placeholder** page saying that no paper-scale result is committed and the
   command that produces it, and a stale one is rendered with a note;
-- staged unexecuted (**source**) when ``--only`` leaves it out and it has no result.
+- staged unexecuted (**source**) when ``--only`` leaves it out and it has no result
+  (at paper: a placeholder).
 
 Executed notebooks go to ``<build-dir>/book-<preset>/notebooks/`` (a staged copy of
 the book sources), each notebook's outputs (runs, checkpoints, metrics.json) to
@@ -174,15 +175,16 @@ def placeholder_notebook(nb_path: Path, preset: str) -> dict:
 
 
 def flagged_notebook(nb: dict, status: str, reasons) -> dict:
-    """``nb`` with a note after its first cell saying that its result is stale or unverified, and why."""
+    """``nb`` with a note after its first markdown cell (the title) saying that its result is stale or unverified, and why."""
     what = {"stale": "was computed by code that has changed since (stale); it was not re-executed for this build",
             "unverified": "cannot be checked against the current code (unverified)"}[status]
     text = f"```{{note}}\nThis page shows a committed result that {what}. See the Reproducibility page.\n```\n"
     if reasons:
         text += "\n" + "".join(f"- {r}\n" for r in reasons)
     note = _md_cell(text, "build-book-note")
+    at = next((i + 1 for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "markdown"), 0)   # after the title
     out = dict(nb)
-    out["cells"] = nb["cells"][:1] + [note] + nb["cells"][1:]
+    out["cells"] = nb["cells"][:at] + [note] + nb["cells"][at:]
     return out
 
 
