@@ -175,7 +175,7 @@ def placeholder_notebook(nb_path: Path, preset: str) -> dict:
 
 
 def flagged_notebook(nb: dict, status: str, reasons) -> dict:
-    """``nb`` with a note after its first markdown cell (the title) saying that its result is stale or unverified, and why."""
+    """``nb`` with a note after its first markdown cell (the title): its result is stale or unverified, and why."""
     what = {"stale": "was computed by code that has changed since (stale); it was not re-executed for this build",
             "unverified": "cannot be checked against the current code (unverified)"}[status]
     text = f"```{{note}}\nThis page shows a committed result that {what}. See the Reproducibility page.\n```\n"
