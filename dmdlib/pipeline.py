@@ -50,17 +50,21 @@ def validate_params(preset: str, device: str, seed: int, output_dir) -> torch.de
 
 
 def write_metrics(output_dir, metrics: dict, *, preset: str, seed: int, device, hardware: dict,
-                  wall_time_s: float) -> dict:
+                  wall_time_s: float, notebook=None) -> dict:
     """Write ``output_dir/metrics.json`` with the provenance every chapter records, and return it.
 
-    Adds ``preset``, ``seed``, ``device``, ``hardware``, ``wall_time_s`` and the
-    code version (``commit``, ``dirty``: see :func:`dmdlib.runs.git_state`) to
+    Adds ``preset``, ``seed``, ``device``, ``hardware``, ``wall_time_s``, the
+    code version (``commit``, ``dirty``: see :func:`dmdlib.runs.git_state`) and
+    ``sources`` (hashes of the notebook, of the dmdlib modules loaded now and
+    of requirements.txt: see :func:`dmdlib.provenance.sources`; ``notebook``
+    defaults to ``$DMDLIB_NOTEBOOK``, which ``scripts/build_book.py`` sets) to
     the chapter's own ``metrics``.
     """
+    from .provenance import sources
     from .runs import git_state, write_json
 
     out = {"preset": preset, "seed": seed, "device": str(device), "hardware": hardware, **git_state(),
-           **metrics, "wall_time_s": float(wall_time_s)}
+           **metrics, "wall_time_s": float(wall_time_s), "sources": sources(notebook)}
     write_json(Path(output_dir) / "metrics.json", out)
     return out
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .presets import PRESET_NAMES
+from .provenance import notebook_named
 from .runs import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,8 +170,9 @@ def run_notebook(notebook: str, run_dir: str, parameters: dict, cwd: str) -> dic
     (run_dir / DONE).unlink(missing_ok=True)
     t0 = time.perf_counter()
     executed = run_dir / Path(notebook).name
-    pm.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(cwd), kernel_name="python3",
-                        progress_bar=False)
+    with notebook_named(notebook):   # metrics.json then records the notebook's hash (dmdlib.provenance)
+        pm.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(cwd), kernel_name="python3",
+                            progress_bar=False)
     info = {"notebook": str(notebook), "parameters": parameters, "executed": str(executed),
             "wall_time_s": time.perf_counter() - t0}
     write_json(run_dir / DONE, info)

@@ -71,7 +71,7 @@ def _student_records(metrics):
 
 def _build(build):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--preset", "smoke",
-                           "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors"],
+                           "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors", "--fresh"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
 
@@ -95,6 +95,12 @@ def test_smoke_book_builds_and_chapters_share_runs(smoke_book):
     assert len(list((smoke_book / "outputs" / "smoke" / "mnist-runs").glob("teacher-*"))) == 2
     for nb in NOTEBOOKS:
         assert (smoke_book / "_build" / "html" / "notebooks" / f"{nb.stem}.html").exists()
+    # the generated Reproducibility page: every chapter executed now, and fresh against this checkout
+    assert (smoke_book / "_build" / "html" / "book" / "reproducibility.html").exists()
+    repro = (smoke_book / "book-smoke" / "book" / "reproducibility.md").read_text().splitlines()
+    for nb in NOTEBOOKS:
+        row = next(line for line in repro if line.startswith(f"| `{nb.stem}` |"))
+        assert row.startswith(f"| `{nb.stem}` | executed in this build | smoke |") and row.endswith("| fresh |"), row
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
