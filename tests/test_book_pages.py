@@ -49,7 +49,7 @@ def test_math_is_rendered_by_a_bundled_mathjax():
 
 
 def test_math_in_page_titles_is_typeset():
-    # myst-parser would restrict MathJax to the content's math elements: a chapter title with $\\Delta_E$ would show
+    # myst-parser would restrict MathJax to the content's math elements: a chapter title with $\Delta_E$ would show
     # as raw TeX in the navigation bar
     assert SPHINX["config"]["myst_update_mathjax"] is False
 
