@@ -265,3 +265,36 @@ def test_build_book_presents_the_staged_notebooks(tmp_path):
     shown = json.loads(staged.read_text())
     injected = [c for c in shown["cells"] if "injected-parameters" in _tags(c)]
     assert injected and "hide-input" in _tags(injected[0])
+
+
+def _title(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        first = json.loads(path.read_text())["cells"][0]
+        text = "".join(first["source"])
+    else:
+        text = path.read_text()
+    return next(line for line in text.splitlines() if line.startswith("# "))
+
+
+def test_links_to_titles_with_math_have_their_own_text():
+    """A {doc} or {ref} link shows its target's title as plain text: a title with $...$ would show raw TeX."""
+    pages = sorted((ROOT / "book").glob("*.md"))
+    labels = {}
+    for page in pages:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = re.fullmatch(r"\((\S+)\)=", line)
+            if m:
+                labels[m.group(1)] = lines[i + 1]
+    checked = 0
+    for page in pages:
+        for role, target in re.findall(r"\{(doc|ref)\}`([^`<]+)`", page.read_text()):
+            if role == "doc":
+                base = (page.parent / target).resolve()
+                path = next(p for p in (base.with_suffix(".md"), base.with_suffix(".ipynb")) if p.exists())
+                title = _title(path)
+            else:
+                title = labels[target]
+            assert "$" not in title, f"{page.name}: {{{role}}}`{target}` shows {title!r} raw; give it a text"
+            checked += 1
+    assert checked >= 10
