@@ -174,6 +174,7 @@ def test_smoke_book_reads_like_a_report(smoke_book):
     for page in pages:
         text = page.read_text()
         assert not re.search(r"<script[^>]*src=\"(https?:)?//", text), f"{page.name} loads a script from the network"
+        assert not re.search(r'<span class="(?:doc|std std-ref)">[^<]*\\', text), f"{page.name}: raw TeX in a link"
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert 'src="../_static/mathjax/tex-chtml.js' in (html / "book" / "background.html").read_text()
     for nb in NOTEBOOKS:
