@@ -99,8 +99,8 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     together (group checkpoint in ``<parent of run_dirs[0]>/concurrent-<tag>``).
     ``eval_fns[i](G_i, iteration)`` as distill's ``eval_fn``;
     ``student_inits[i]`` as distill's ``student_init`` (None: start from the
-    teacher). Each student's folder records distill's :func:`run_config`.
-    Returns one :class:`DMDResult` per teacher, in order.
+    teacher). Each student's folder records distill's :func:`~dmdlib.dmd.run_config`.
+    Returns one :class:`~dmdlib.dmd.DMDResult` per teacher, in order.
     """
     from tqdm.auto import tqdm
 

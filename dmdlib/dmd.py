@@ -9,7 +9,7 @@ Three networks share the teacher's architecture:
 * the one-step generator G(z) = D_G(sigma_max z, sigma_max), initialised from
   the teacher (so G = Phi_1 at the start) and updated when
   ``iteration % gen_every == 0`` (the 1:5 schedule) with the DM gradient of
-  paper Eq. 3 in DMD2's normalised form:
+  paper Eq. 3 in DMD2's normalised form::
 
       x_t = x + sigma eps,  sigma from the table's [2%, 98%] index band,
       grad = (D_fake(x_t) - D_real(x_t)) / mean_pixels |x - D_real(x_t)|,
@@ -143,6 +143,7 @@ def _gan_logits(fake, head, capture, x, sigma, eps, labels=None):
 
 @dataclass
 class DMDResult:
+    """What :func:`distill` returns: the one-step generator, the fake score, the logs and the iteration counts."""
     generator: OneStepGenerator
     fake: nn.Module
     logs: dict = field(default_factory=dict)   # "dm" / "fake": {"iteration": [...], "value": [...]}, "eval": [...]

@@ -90,13 +90,13 @@ class ToyRun:
 
 
 def stream_noise(n: int, shape: tuple, seed: int, stream: str) -> torch.Tensor:
-    """n standard normal draws [n, *shape] (CPU) from the run's independent random stream ``stream``."""
+    """n standard normal draws ``[n, *shape]`` (CPU) from the run's independent random stream ``stream``."""
     g = make_generator(derived_seed(seed, stream), "cpu")
     return torch.randn((n, *shape), generator=g)
 
 
 def eval_seed_sets(r: int, n: int, shape: tuple, seed: int) -> torch.Tensor:
-    """The evaluation seeds: R disjoint, independent sets of N, stacked as [R*N, *shape] (set i = rows iN..iN+N-1).
+    """The evaluation seeds: R disjoint, independent sets of N, stacked as ``[R*N, *shape]`` (set i = rows iN..iN+N-1).
 
     They come from their own stream (``"eval"``), independent of every
     training, data and regression generator; set 0 is also the set on which

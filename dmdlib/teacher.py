@@ -139,7 +139,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     arguments ends with bit-identical weights (on CPU). A finished run is
     loaded, not retrained. ``stop_after`` stops this call after that many
     iterations (to simulate an interruption in tests). A non-finite loss
-    raises :class:`NonFiniteLossError` and leaves the last good checkpoint.
+    raises :class:`~dmdlib.runs.NonFiniteLossError` and leaves the last good checkpoint.
     ``speed`` (None: the reference, fp32 with TF32 off) selects the fast path
     of :mod:`dmdlib.accel`; the global TF32 flags are restored on return.
     ``data_id`` names the training data (e.g. ``"toy:chessboard:dim=4"`` or

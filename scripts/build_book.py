@@ -250,6 +250,17 @@ def reproducibility_page(rows: list, preset: str, build_git: dict) -> str:
 
 # ----------------------------------------------------------------------------- the build
 
+def present_notebooks(stage: Path) -> None:
+    """Apply the display metadata of notebooks/ to the staged, executed notebooks (scripts/book_display.py):
+    set-up cells collapsed, papermill's injected parameters hidden, figures numbered and captioned."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from book_display import present_file
+
+    for nb in sorted((stage / "notebooks").glob("*.ipynb")):
+        source = ROOT / "notebooks" / nb.name
+        present_file(nb, source if source.exists() else None)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="quick", help=f"one of {PRESETS}")
@@ -350,6 +361,7 @@ def main(argv=None) -> int:
 
     if args.no_html:
         return 0
+    present_notebooks(stage)
     # jupyter-book writes to <path-output>/_build/html: the repository's _build/html by default
     path_output = build.parent if build.name == "_build" else build
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--path-output", str(path_output)]

@@ -169,3 +169,32 @@ def test_second_build_reloads_every_run(smoke_book):
         assert "trained now" not in text and "resumed at" not in text, nb.name
         if nb.stem.startswith(TRAINING_CHAPTERS):
             assert "loaded from the run folder" in text, nb.name
+
+
+def test_smoke_book_reads_like_a_report(smoke_book):
+    """Offline math, result tables as tables with math in them, numbered figures, hidden parameters, the API."""
+    import re
+
+    html = smoke_book / "_build" / "html"
+    pages = [html / "index.html", *(html / "book").glob("*.html"), *(html / "notebooks").glob("*.html")]
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"<script[^>]*src=\"(https?:)?//", text), f"{page.name} loads a script from the network"
+        assert not re.search(r'<span class="(?:doc|std std-ref)">[^<]*\\', text), f"{page.name}: raw TeX in a link"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert 'src="../_static/mathjax/tex-chtml.js' in (html / "book" / "background.html").read_text()
+    for nb in NOTEBOOKS:
+        text = (html / "notebooks" / f"{nb.stem}.html").read_text()
+        tables = re.findall(r"<table.*?</table>", text, flags=re.S)
+        for t in tables:
+            assert "$" not in t and "| ---" not in t, f"{nb.stem}: a table with unparsed Markdown or TeX"
+        cells = re.findall(r'<div class="cell ([^"]*)"', text)
+        injected = [c for c in cells if "tag_injected-parameters" in c]
+        assert len(injected) == 1 and "tag_hide-input" in injected[0], nb.stem
+        assert not any(re.search(r"\btag_parameters\b", c) for c in cells), f"{nb.stem}: defaults cell shown"
+        if nb.stem.startswith(TRAINING_CHAPTERS):
+            assert '<span class="caption-number">Fig. ' in text and "Reproduces paper Fig" in text, nb.stem
+    mnist = (html / "notebooks" / "02_mnist_copying.html").read_text()
+    assert any('class="math' in t for t in re.findall(r"<table.*?</table>", mnist, flags=re.S))
+    api = (html / "book" / "api.html").read_text()
+    assert 'id="dmdlib.metrics.pairing_inefficiency"' in api and ".. py:function::" not in api

@@ -287,7 +287,7 @@ class ADMUNet(nn.Module):
     model_channels=64, dropout=0)`` (31.1M parameters). ``class_labels`` are
     one-hot (or soft) [batch, label_dim]; None means all-zero labels (what
     EDM's preconditioner feeds when no label is given, and the "null" label
-    under ``label_dropout``). Wrap in :class:`dmdlib.EDMPrecond` for D(x; sigma).
+    under ``label_dropout``). Wrap in :class:`~dmdlib.precond.EDMPrecond` for D(x; sigma).
     """
 
     def __init__(self, img_resolution: int, in_channels: int, out_channels: int,
@@ -388,7 +388,7 @@ def load_edm_state_dict(path, model: nn.Module, map_location="cpu") -> nn.Module
     """Load a plain EDM/DMD2 state dict (``.pt`` or ``.safetensors``) strictly into ``model``; return it.
 
     ``model`` is an :class:`ADMUNet` or a wrapper keeping it as ``.model``
-    (:class:`dmdlib.EDMPrecond`); keys may carry the 'model.' prefix or not.
+    (:class:`~dmdlib.precond.EDMPrecond`); keys may carry the 'model.' prefix or not.
     ``.pt`` files are read with ``torch.load(weights_only=True)``: no code is
     unpickled. For EDM ``.pkl`` snapshots see the module docstring.
     """
