@@ -8,7 +8,7 @@ DEVICE ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test results venv clean
+.PHONY: book test results venv browser clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,11 @@ book: $(STAMP)
 results: $(STAMP)
 	$(BIN)/python scripts/build_book.py --preset $(PRESET) --device $(DEVICE) --results-dir results --no-html
 
-test: $(STAMP)
+# headless Chromium and chromedriver for tests/test_browser.py (Debian's packages; nothing to do when present)
+browser:
+	sh scripts/setup_browser.sh
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -ra
 
 clean:
