@@ -149,7 +149,7 @@ class PageReport:
     severe: list = field(default_factory=list)            # SEVERE console messages
     external: list = field(default_factory=list)          # resources requested from outside the book
     broken_images: list = field(default_factory=list)     # <img> with naturalWidth 0
-    raw_tex: list = field(default_factory=list)           # visible text around \( \[ $$ $\
+    raw_tex: list = field(default_factory=list)           # visible text around \( \[ $$ $\, MathJax errors
     table_rules: list = field(default_factory=list)       # visible lines like | --- | --- |
     explorer: bool = False                                 # a visible #dmd-explorer / .dmd-explorer
     screenshot: Path | None = None
@@ -170,7 +170,8 @@ Promise.all([...document.images].map(i => i.complete ? null
 
 _EXTERNAL = """
 const urls = [];
-for (const el of document.querySelectorAll('script[src], img[src], iframe[src], source[src], embed[src], link[href]')) {
+const sel = 'script[src], img[src], iframe[src], source[src], embed[src], link[href]';
+for (const el of document.querySelectorAll(sel)) {
   if (el.tagName === 'LINK' && !/\\b(stylesheet|preload|modulepreload|icon|prefetch|manifest)\\b/i.test(el.rel)) continue;
   urls.push(el.src || el.href);
 }
@@ -197,6 +198,15 @@ for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   out.push(n.data);
 }
 return out.join('\\n');
+"""
+
+# math MathJax could not typeset, inside mjx-container: a TeX error (an error box) or an undefined macro (shown as
+# its name in red; the assistive MathML holds it as an mtext starting with a backslash)
+_MATH_ERRORS = """
+return [...document.querySelectorAll('mjx-merror')]
+         .map(e => 'MathJax error: ' + (e.getAttribute('data-mjx-error') || e.textContent))
+  .concat([...document.querySelectorAll('mjx-assistive-mml mtext')].map(e => e.textContent)
+         .filter(t => t.startsWith('\\\\')).map(t => 'MathJax undefined macro: ' + t));
 """
 
 _EXPLORER = ("return [...document.querySelectorAll(arguments[0])]"
@@ -231,7 +241,7 @@ def visit(driver, base: str, requests: list, page: str, shot: Path) -> PageRepor
         rep.external = driver.execute_script(_EXTERNAL)
         rep.broken_images = driver.execute_script(_BROKEN_IMAGES)
         text = driver.execute_script(_VISIBLE_TEXT)
-        rep.raw_tex = _snippets(RAW_TEX, text)
+        rep.raw_tex = _snippets(RAW_TEX, text) + driver.execute_script(_MATH_ERRORS)
         rep.table_rules = _snippets(TABLE_RULE, text, width=0)
         rep.explorer = driver.execute_script(_EXPLORER, EXPLORER)
     except WebDriverException as e:
@@ -301,7 +311,8 @@ def test_every_image_decodes(reports, page):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_no_raw_tex_in_visible_text(reports, page):
-    _none(_report(reports, page).raw_tex, f"{page}: raw TeX (\\( \\[ $$ $\\) in the visible text")
+    _none(_report(reports, page).raw_tex,
+          f"{page}: raw TeX (\\( \\[ $$ $\\) in the visible text, or math MathJax could not typeset")
 
 
 @pytest.mark.parametrize("page", PAGES)
