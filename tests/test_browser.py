@@ -4,7 +4,8 @@ Every page of the table of contents is served from the build folder over http://
 thread) and opened in headless Chromium through selenium, with every host but 127.0.0.1 unresolvable, as on an
 offline machine. Each page must load, log no SEVERE console message, request nothing from outside the book, decode
 every image, and show neither raw TeX nor a raw Markdown table rule in its visible text. A full-page screenshot of
-each page goes to ``_build/screenshots/<page>.png``.
+each page goes to ``_build/screenshots/<page>.png``. One request is treated specially: Chromium asks every site for
+/favicon.ico on its own, and while the book has none the server answers it with "204 No Content".
 
 Chromium and chromedriver come from Debian (`scripts/setup_browser.sh`, run by `make test`); without them every test
 here fails with a message saying so, never skips.
