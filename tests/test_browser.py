@@ -150,6 +150,7 @@ class PageReport:
     severe: list = field(default_factory=list)            # SEVERE console messages
     external: list = field(default_factory=list)          # resources requested from outside the book
     broken_images: list = field(default_factory=list)     # <img> with naturalWidth 0
+    mathjax: str = ""                                      # 'typeset', 'no MathJax', 'configured but not loaded'
     raw_tex: list = field(default_factory=list)           # visible text around \( \[ $$ $\, MathJax errors
     table_rules: list = field(default_factory=list)       # visible lines like | --- | --- |
     explorer: bool = False                                 # a visible #dmd-explorer / .dmd-explorer
@@ -160,7 +161,7 @@ _WAIT_MATHJAX = """
 const done = arguments[arguments.length - 1];
 const mj = window.MathJax;
 if (mj && mj.startup && mj.startup.promise) mj.startup.promise.then(() => done('typeset'), e => done('error ' + e));
-else done(mj ? 'MathJax configured but not loaded' : 'no MathJax');
+else done(mj ? 'configured but not loaded' : 'no MathJax');
 """
 
 _WAIT_IMAGES = """
@@ -231,7 +232,7 @@ def visit(driver, base: str, requests: list, page: str, shot: Path) -> PageRepor
         rep.title = driver.title
         rep.main_chars = driver.execute_script(
             "const m = document.querySelector('main, [role=main], article'); return m ? m.innerText.trim().length : 0;")
-        driver.execute_async_script(_WAIT_MATHJAX)
+        rep.mathjax = driver.execute_async_script(_WAIT_MATHJAX)
         height, chrome = driver.execute_script(
             "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight];")
         driver.set_window_size(WIDTH, min(height, MAX_HEIGHT) + chrome)   # the viewport holds the whole page
@@ -246,7 +247,7 @@ def visit(driver, base: str, requests: list, page: str, shot: Path) -> PageRepor
         rep.table_rules = _snippets(TABLE_RULE, text, width=0)
         rep.explorer = driver.execute_script(_EXPLORER, EXPLORER)
     except WebDriverException as e:
-        rep.error = f"{type(e).__name__}: {e.msg if hasattr(e, 'msg') else e}"
+        rep.error = f"{type(e).__name__}: {e.msg}"
     rep.severe = [f"[{e.get('source')}] {e['message']}" for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     page_path = "/" + page + ".html"
     for path, status in requests[first:]:
@@ -312,8 +313,9 @@ def test_every_image_decodes(reports, page):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_no_raw_tex_in_visible_text(reports, page):
-    _none(_report(reports, page).raw_tex,
-          f"{page}: raw TeX (\\( \\[ $$ $\\) in the visible text, or math MathJax could not typeset")
+    rep = _report(reports, page)
+    _none(rep.raw_tex, f"{page}: raw TeX (\\( \\[ $$ $\\) in the visible text, or math MathJax could not typeset "
+                       f"(MathJax: {rep.mathjax})")
 
 
 @pytest.mark.parametrize("page", PAGES)
