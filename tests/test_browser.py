@@ -32,7 +32,8 @@ WIDTH, MAX_HEIGHT = 1280, 16000           # screenshot size in CSS pixels; talle
 PAGE_TIMEOUT_S = 60
 
 RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\$\\")                       # \(  \[  $$  $\
-TABLE_RULE = re.compile(r"^(?=[^\n]*\|)(?=[^\n]*-{3})[ \t|:\-]+$", re.M)   # | --- | --- |   |---|   --- | ---
+# a Markdown table's rule line, | --- | --- | or |---|, also after Sphinx's smartquotes made --- an em dash (| — | — |)
+TABLE_RULE = re.compile(r"^(?=[^\n]*\|)(?=[^\n]*(?:-{3}|\u2014|\u2013))[ \t|:\-\u2013\u2014]+$", re.M)
 EXPLORER = "#dmd-explorer, .dmd-explorer"
 
 
