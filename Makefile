@@ -10,7 +10,7 @@ FRESH_FLAG := $(if $(filter 1 yes true,$(FRESH)),--fresh)
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test results seeds venv clean
+.PHONY: book test results seeds venv browser clean
 
 venv: $(STAMP)
 
@@ -42,7 +42,11 @@ seeds: $(STAMP)
 	    --device $(DEVICE) --out _build/sweeps/$(PRESET)/$$nb --publish results/$(PRESET)/seeds/$$nb || exit 1; \
 	done
 
-test: $(STAMP)
+# headless Chromium and chromedriver for tests/test_browser.py (Debian's packages; nothing to do when present)
+browser:
+	sh scripts/setup_browser.sh
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -ra
 
 clean:

@@ -1,7 +1,9 @@
-"""Shared test set-up: import dmdlib from the repository root, keep torch to two threads."""
+"""Shared test set-up: import dmdlib from the repository root, keep torch to two threads, build the smoke book
+once per session (test_notebooks.py checks it, test_browser.py renders it)."""
 import os
 import sys
 
+import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -10,3 +12,13 @@ if ROOT not in sys.path:
 
 # two threads (the CI machine has two cores); DMDLIB_TEST_THREADS overrides, e.g. 1 on a loaded machine
 torch.set_num_threads(int(os.environ.get("DMDLIB_TEST_THREADS", "2")))
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The build folder of the book executed at `smoke` (HTML in ``_build/html``), built once per session."""
+    from smoke_book import build_smoke_book
+
+    build = tmp_path_factory.mktemp("book") / "build"
+    build_smoke_book(build)
+    return build

@@ -2,12 +2,11 @@
 numbers the chapters write are checked, not only their presence."""
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from smoke_book import build_smoke_book
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -69,24 +68,10 @@ def _student_records(metrics):
     return [(p, r) for p, r in _records(metrics) if "converged" in r]
 
 
-def _build(build):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--preset", "smoke",
-                           "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors", "--fresh"],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-
-
 def _stream_text(nb_path):
     nb = nbformat.read(nb_path, as_version=4)
     return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                      if o.get("output_type") == "stream")
-
-
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    build = tmp_path_factory.mktemp("book") / "build"
-    _build(build)
-    return build
 
 
 def test_smoke_book_builds_and_chapters_share_runs(smoke_book):
@@ -161,7 +146,7 @@ def test_second_build_reloads_every_run(smoke_book):
     """Building again into the same folder trains nothing: every teacher and student is reloaded."""
     runs = sorted(p for p in (smoke_book / "outputs" / "smoke").rglob("result.pt"))
     before = {p: p.stat().st_mtime_ns for p in runs}
-    _build(smoke_book)
+    build_smoke_book(smoke_book)
     assert {p: p.stat().st_mtime_ns for p in runs} == before
     assert sorted((smoke_book / "outputs" / "smoke").rglob("result.pt")) == runs
     for nb in NOTEBOOKS:

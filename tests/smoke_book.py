@@ -1,0 +1,16 @@
+"""Build the book at the `smoke` preset into a folder (the build that tests/test_notebooks.py checks and
+tests/test_browser.py renders); conftest.py builds it once per test session."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_smoke_book(build: Path) -> None:
+    """Execute every notebook at smoke on the CPU (``--fresh``: never rendered from a local results/smoke) into `build` and build the HTML (warnings as errors);
+    the HTML lands in ``build/_build/html``."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--preset", "smoke",
+                           "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors", "--fresh"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
