@@ -439,8 +439,8 @@ PUBLISHED_RUN = ("metrics.json", DONE)                   # and per finished run
 def publish(out, dest) -> list:
     """Copy the results of the sweep in ``out`` to ``dest`` (for ``results/``): no training runs, no checkpoints.
 
-    Copies :data:`PUBLISHED` and, for every run folder with a ``done.json``,
-    :data:`PUBLISHED_RUN` to ``dest/<run>/``; each file is written
+    Copies ``PUBLISHED`` and, for every run folder with a ``done.json``,
+    ``PUBLISHED_RUN`` to ``dest/<run>/``; each file is written
     atomically. Returns the paths written.
     """
     from .runs import atomic_write_bytes
