@@ -50,12 +50,12 @@ NEEDS_GPU = ("paper",)              # presets that are never executed unless ask
 REPRO_PAGE = "book/reproducibility.md"
 
 
-def notebooks_in_toc(root: Path) -> list[Path]:
-    """The notebooks listed in _toc.yml, in book order."""
+def toc_files(root: Path) -> list[str]:
+    """Every page of _toc.yml as written there (its ``root`` first, then each ``file`` in book order)."""
     import yaml
 
     toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files = []
+    files = [toc["root"]]
 
     def walk(node):
         if isinstance(node, dict):
@@ -68,8 +68,13 @@ def notebooks_in_toc(root: Path) -> list[Path]:
                 walk(v)
 
     walk(toc)
+    return files
+
+
+def notebooks_in_toc(root: Path) -> list[Path]:
+    """The notebooks listed in _toc.yml, in book order."""
     out = []
-    for f in files:
+    for f in toc_files(root):
         p = root / (f if f.endswith(".ipynb") else f + ".ipynb")
         if p.exists():
             out.append(p)

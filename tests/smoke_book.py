@@ -1,5 +1,6 @@
 """Build the book at the `smoke` preset into a folder (the build that tests/test_notebooks.py checks and
 tests/test_browser.py renders); conftest.py builds it once per test session."""
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,3 +15,12 @@ def build_smoke_book(build: Path) -> None:
                            "--device", "cpu", "--build-dir", str(build), "--warnings-as-errors", "--fresh"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+
+
+def load_build_book():
+    """scripts/build_book.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["build_book"] = mod   # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod

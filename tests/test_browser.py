@@ -22,7 +22,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
+from smoke_book import load_build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,21 +39,7 @@ EXPLORER = "#dmd-explorer, .dmd-explorer"
 
 def pages_in_toc(root: Path) -> list[str]:
     """The book's pages (root first, then every `file` of _toc.yml in order), without suffix."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                pages.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc)
-    return [p.removesuffix(".ipynb").removesuffix(".md") for p in pages]
+    return [p.removesuffix(".ipynb").removesuffix(".md") for p in load_build_book().toc_files(root)]
 
 
 PAGES = pages_in_toc(ROOT)

@@ -1,6 +1,5 @@
 """scripts/build_book.py: which chapters are rendered from results, executed or given a placeholder (no notebook
 is executed here: papermill is replaced by a fake that records its calls)."""
-import importlib.util
 import json
 import os
 import shutil
@@ -11,19 +10,12 @@ from pathlib import Path
 import pytest
 
 from dmdlib import provenance as pv
+from smoke_book import load_build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_build_book():
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["build_book"] = mod   # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bb = _load_build_book()
+bb = load_build_book()
 
 
 # ----------------------------------------------------------------------------- the decision, as a table
