@@ -253,11 +253,9 @@ def test_display_metadata_comes_from_the_source_notebook():
 
 def test_build_book_presents_the_staged_notebooks(tmp_path):
     """build_book.present_notebooks rewrites the staged notebooks in place with the source's display metadata."""
-    import importlib.util
+    from smoke_book import load_build_book
 
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    bb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bb)
+    bb = load_build_book()
     (tmp_path / "notebooks").mkdir()
     staged = tmp_path / "notebooks" / NOTEBOOKS[0].name
     staged.write_text(json.dumps(_executed_like(NOTEBOOKS[0]), indent=1))
