@@ -25,7 +25,6 @@ identifies the feature space: metrics record it next to every FD.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .provenance import file_sha256, sha256_bytes
 from .runs import atomic_write_bytes, make_generator, resolve_device
 
 CLASSIFIER_EPOCHS = 3
@@ -71,10 +71,6 @@ def _paths(data_dir=None) -> tuple:
 
     root = mnist_data_dir(data_dir) / "mnist"
     return root / "classifier.safetensors", root / "classifier.json"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @torch.no_grad()
@@ -127,7 +123,7 @@ def mnist_classifier(data_dir=None, device="cpu") -> tuple:
     if weights.exists() and record.exists():
         try:
             info = json.loads(record.read_text())
-            if info.get("recipe") == _RECIPE and _sha256(weights) == info.get("sha256"):
+            if info.get("recipe") == _RECIPE and file_sha256(weights) == info.get("sha256"):
                 net = MnistClassifier()
                 net.load_state_dict(load_file(str(weights)))
                 return net.to(device).eval(), info
@@ -140,7 +136,7 @@ def mnist_classifier(data_dir=None, device="cpu") -> tuple:
                            f"its features are not trustworthy (recipe {_RECIPE})")
     blob = save({k: v.contiguous() for k, v in net.state_dict().items()})
     atomic_write_bytes(weights, blob)
-    info = {"sha256": hashlib.sha256(blob).hexdigest(), "test_accuracy": acc, "recipe": _RECIPE}
+    info = {"sha256": sha256_bytes(blob), "test_accuracy": acc, "recipe": _RECIPE}
     atomic_write_bytes(record, (json.dumps(info, indent=2) + "\n").encode())
     return net.to(device).eval(), info
 

@@ -41,7 +41,7 @@ def test_classifier_cache_is_verified_and_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setattr(features, "train_mnist_classifier", fake_train)
     net, info = features.mnist_classifier(data_dir=tmp_path)
     weights, record = features._paths(tmp_path)
-    assert calls == [1] and info["test_accuracy"] == 0.99 and info["sha256"] == features._sha256(weights)
+    assert calls == [1] and info["test_accuracy"] == 0.99 and info["sha256"] == features.file_sha256(weights)
     net2, _ = features.mnist_classifier(data_dir=tmp_path)          # cached: no training
     assert calls == [1] and all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
                                                                   net2.state_dict().values()))
