@@ -171,6 +171,31 @@ def student_record(interval: dict, verdict_: Optional[dict] = None) -> dict:
     return rec
 
 
+COPY_FRACTION = 0.01   # a student copies when Delta_E is below 1% of the random-pairing level (see regime)
+
+
+def regime(rec: dict, references: dict, copy_fraction: float = COPY_FRACTION) -> str:
+    """'copies', 'remaps' or 'unresolved': the student's Delta_E interval against ``copy_fraction`` x the
+    random-pairing level (the Delta_E of a student that kept nothing of the teacher's pairing).
+
+    Delta_E / Delta_E(random) puts students of different data sets on one scale
+    (the chessboard's random level is ~33, MNIST's ~3.3). 'copies': the upper end
+    of the interval lies at or below ``copy_fraction`` x random; 'remaps': its
+    lower end lies above; 'unresolved': the interval straddles it. The paper's
+    MNIST student (0.0367) would copy at MNIST's random level, its chessboard
+    (8.55) remap. Whether the student converged is a separate verdict
+    (:func:`verdict_text`).
+    """
+    if not 0 < copy_fraction < 1:
+        raise ValueError(f"copy_fraction must lie in (0, 1), got {copy_fraction}")
+    line = copy_fraction * references["random"]["delta_e"]
+    if rec["ci_high"] <= line:
+        return "copies"
+    if rec["ci_low"] > line:
+        return "remaps"
+    return "unresolved"
+
+
 def verdict_text(rec: dict) -> str:
     """'converged' or 'not converged (fit, plateau)' for tables and prose."""
     if "converged" not in rec:
@@ -206,5 +231,5 @@ def delta_e_table(results: dict, paper: Optional[dict] = None) -> str:
     return head + "\n".join(rows)
 
 
-__all__ = ["delta_e_table", "interval_text", "fit_numbers", "plateau", "reference_levels", "student_record", "travel", "verdict", "verdict_text",
+__all__ = ["COPY_FRACTION", "delta_e_table", "interval_text", "fit_numbers", "plateau", "reference_levels", "regime", "student_record", "travel", "verdict", "verdict_text",
            "w2_squared"]

@@ -10,7 +10,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -78,17 +78,6 @@ def provenance(result) -> str:
     return f"resumed at iteration {result.started_at} of {result.iterations}"
 
 
-@dataclass
-class ToyRun:
-    dataset: str
-    teacher: TeacherResult
-    student: DMDResult
-    z: torch.Tensor                     # [n_sets * n_eval, dim]: R independent sets of N evaluation seeds
-    samples: dict = field(default_factory=dict)   # "phi_1", "phi_8", "g", "data": the first set's N samples (CPU)
-    metrics: dict = field(default_factory=dict)
-    teacher_2: Optional[TeacherResult] = None     # the second teacher (another seed): the reproducibility level
-
-
 def stream_noise(n: int, shape: tuple, seed: int, stream: str) -> torch.Tensor:
     """n standard normal draws ``[n, *shape]`` (CPU) from the run's independent random stream ``stream``."""
     g = make_generator(derived_seed(seed, stream), "cpu")
@@ -111,6 +100,264 @@ def eval_noise(n: int, shape: tuple, seed: int) -> torch.Tensor:
     return stream_noise(n, shape, seed, "eval")
 
 
+def curve_columns(rows: list) -> dict:
+    """A list of per-point dicts -> one array per key (how metrics.json stores curves)."""
+    return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+
+# ----------------------------------------------------------------------------- any data set (notebooks 01, 06, 07)
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A training distribution as the generic teacher -> student -> evaluation path sees it.
+
+    ``sample(n, generator, device)`` returns n samples ``[n, *shape]`` drawn
+    only from ``generator``; with ``label_dim > 0`` it returns ``(x, labels)``
+    with one-hot labels ``[n, label_dim]``. ``sigma_data`` is the teacher's
+    EDM preconditioning constant. ``tag`` names the data in run-folder names,
+    ``data_id`` identifies it inside run folders (a run trained on other
+    data is refused there). ``kind`` prefixes the run-folder names.
+    """
+    name: str
+    shape: tuple
+    sample: Callable
+    data_id: str
+    sigma_data: float
+    label_dim: int = 0
+    tag: tuple = ()
+    kind: str = "toy"
+
+    def __post_init__(self):
+        if isinstance(self.label_dim, bool) or not isinstance(self.label_dim, int) or self.label_dim < 0:
+            raise ValueError(f"DataSpec.label_dim must be an integer >= 0, got {self.label_dim!r}")
+        if not self.sigma_data > 0:
+            raise ValueError(f"DataSpec.sigma_data must be > 0, got {self.sigma_data!r}")
+
+    def images(self, n: int, generator, device="cpu") -> torch.Tensor:
+        """n samples without their labels."""
+        out = self.sample(n, generator, device)
+        return out[0] if isinstance(out, tuple) else out
+
+
+@dataclass
+class PairingRun:
+    """What :func:`run_pairing` returns: the networks, the evaluation seeds (and labels), samples and metrics."""
+    dataset: str
+    teacher: TeacherResult
+    student: DMDResult
+    z: torch.Tensor                     # [n_sets * n_eval, *shape]: R independent sets of N evaluation seeds
+    samples: dict = field(default_factory=dict)   # "phi_1", "phi_8", "g", "data", "ref": the first set's N samples (CPU)
+    metrics: dict = field(default_factory=dict)
+    teacher_2: Optional[TeacherResult] = None     # the second teacher (another seed): the reproducibility level
+    labels: Optional[torch.Tensor] = None         # one-hot labels of the evaluation seeds (conditional data)
+
+
+ToyRun = PairingRun
+
+
+def one_hot(idx: torch.Tensor, label_dim: int) -> torch.Tensor:
+    """Class indices [n] -> float one-hot labels [n, label_dim] (what the networks take)."""
+    return torch.nn.functional.one_hot(idx.long(), label_dim).float()
+
+
+def stream_labels(n: int, label_dim: int, seed: int, stream: str) -> Optional[torch.Tensor]:
+    """n uniform one-hot labels from the run's stream ``stream`` (None when ``label_dim`` is 0)."""
+    if label_dim == 0:
+        return None
+    g = make_generator(derived_seed(seed, stream), "cpu")
+    return one_hot(torch.randint(0, label_dim, (n,), generator=g), label_dim)
+
+
+def _arch_tag(p) -> tuple:
+    unet = getattr(p, "unet", None)
+    return (unet,) if unet is not None else (p.width, p.depth, p.fourier_dim)
+
+
+def spec_denoiser(spec: DataSpec, p) -> EDMPrecond:
+    """The teacher network for ``spec``: the preset's ADM UNet (a preset with ``unet``) or its MLP, preconditioned."""
+    if getattr(p, "unet", None) is not None:
+        from .nets.adm import ADMUNet
+
+        net = ADMUNet(**replace(p.unet, label_dim=spec.label_dim).kwargs())
+    else:
+        from .nets import FlatNet
+
+        extra = {"label_dim": spec.label_dim} if spec.label_dim else {}
+        net = MLPNet(math.prod(spec.shape), p.width, p.depth, p.fourier_dim, **extra)
+        net = net if len(spec.shape) == 1 else FlatNet(net)
+    return EDMPrecond(net, sigma_data=spec.sigma_data)
+
+
+def _teacher_config(spec: DataSpec, p):
+    return replace(p.teacher, sigma_data=spec.sigma_data)
+
+
+def spec_teacher_dir(spec: DataSpec, p, root, seed: int = 0, device="cpu") -> Path:
+    """The run folder of the teacher of ``spec`` and ``seed`` under ``root`` (named by data, network, configuration)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    tag = config_tag(f"{spec.kind}-teacher", *spec.tag, *_arch_tag(p), _teacher_config(spec, p), seed,
+                     *_version_and_speed(dev))
+    return Path(root) / f"teacher-{tag}"
+
+
+def train_spec_teacher(spec: DataSpec, p, root, seed: int = 0, device="cpu", progress_bar: bool = True) -> TeacherResult:
+    """Train (or resume, or reload) the teacher of ``spec`` with seed ``seed`` (initialisation and training draws)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    torch.manual_seed(seed)  # network initialisation
+    net = spec_denoiser(spec, p)
+    data_fn = lambda n, g: spec.sample(n, g, dev)  # noqa: E731
+    return train_teacher(net, data_fn, _teacher_config(spec, p), run_dir=spec_teacher_dir(spec, p, root, seed, dev),
+                         seed=seed, device=dev, progress_bar=progress_bar, desc=f"{spec.name} teacher (seed {seed})",
+                         speed=accel.default_speed(dev), data_id=spec.data_id)
+
+
+def spec_student_dir(spec: DataSpec, p, root, seed: int = 0, device="cpu") -> Path:
+    """The run folder of the student of ``spec``'s teacher; it holds ``result.pt`` once the student is finished."""
+    tag = config_tag(f"{spec.kind}-student", spec_teacher_dir(spec, p, root, seed, device).name, p.dmd, p.k,
+                     p.n_eval, seed)
+    return Path(root) / f"student-{tag}"
+
+
+@torch.no_grad()
+def generate_labelled(generator, z: torch.Tensor, labels=None, batch: Optional[int] = None, device="cpu") -> torch.Tensor:
+    """G(z, labels) in chunks of ``batch`` (CPU float32)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    n = z.shape[0]
+    step = batch or n
+    out = []
+    for i in range(0, n, step):
+        lab = None if labels is None else labels[i:i + step].to(dev)
+        out.append((generator(z[i:i + step].to(dev)) if lab is None else generator(z[i:i + step].to(dev), lab)).cpu())
+    return torch.cat(out)
+
+
+def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None, labels=None):
+    """An ``eval_fn`` recording Delta_E(Phi_K, G) (with E_DT, E_OT) on one fixed seed set along distillation."""
+    def eval_fn(gen, it):
+        return delta_e_record(phi_k_of_z, generate_labelled(gen, eval_z, labels, batch, device))
+    return eval_fn
+
+
+def distill_spec(spec: DataSpec, p, teacher: TeacherResult, root, z: torch.Tensor, phi_8: torch.Tensor,
+                 seed: int = 0, device="cpu", progress_bar: bool = True, labels=None) -> DMDResult:
+    """Distil (or resume, or reload) the student of ``teacher``, recording Delta_E on the first seed set along
+    distillation (``z``, ``phi_8`` and ``labels`` from :func:`spec_eval_targets`)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    N = p.n_eval
+    extra = {"label_dim": spec.label_dim} if spec.label_dim else {}
+    lab = None if labels is None else labels[:N]
+    return distill(teacher.ema, tuple(spec.shape), p.dmd, run_dir=spec_student_dir(spec, p, root, seed, dev), seed=seed,
+                   device=dev, progress_bar=progress_bar,
+                   eval_fn=delta_e_along(z[:N], phi_8[:N], dev, getattr(p, "sample_batch", None), lab),
+                   desc=f"{spec.name} DMD", speed=accel.default_speed(dev), **extra)
+
+
+def spec_eval_targets(spec: DataSpec, p, teacher: TeacherResult, seed: int = 0, device="cpu") -> tuple:
+    """The evaluation seeds z (R sets of N, :func:`eval_seed_sets`), their labels (conditional data: uniform,
+    from their own stream; else None) and the teacher's Phi_K(z) on them (CPU)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    z = eval_seed_sets(p.n_sets, p.n_eval, tuple(spec.shape), seed)
+    labels = stream_labels(z.shape[0], spec.label_dim, seed, "eval-labels")
+    return z, labels, _phi(teacher.ema, z, p.k, labels, p, dev)
+
+
+def _phi(net, z, k, labels, p, dev) -> torch.Tensor:
+    return phi_k(net, z.to(dev), k, labels=None if labels is None else labels.to(dev),
+                 batch_size=getattr(p, "sample_batch", None)).cpu()
+
+
+def run_pairing(spec: DataSpec, p, output_root, seed: int = 0, device="auto", reference: bool = True,
+                curve: bool = False, distance: Optional[Callable] = None, distance_name: str = "w2sq",
+                progress_bar: bool = True) -> PairingRun:
+    """Teacher, second teacher, student, and the full evaluation on any data set (notebooks 01, 06, 07).
+
+    ``p`` supplies the training configurations (``teacher``, ``dmd``), the
+    network (``width``/``depth``/``fourier_dim`` of the MLP, or ``unet``),
+    ``k``, ``k_ref``, ``n_eval``, ``n_sets``, ``n_curve`` and the convergence
+    ``gates``. Delta_E(Phi_K, G) over ``n_sets`` independent sets of
+    ``n_eval`` seeds with its interval; the reference levels (start, random
+    pairing and, with ``reference``, a second teacher trained from seed + 1);
+    Delta_E against N (``curve``); the fit of teacher and student to the
+    teacher's distribution (Phi_{k_ref} on independent seeds) in
+    ``distance`` (default: squared W2 by exact optimal transport) and the
+    convergence verdict (:mod:`dmdlib.evaluation`). For conditional data
+    (``spec.label_dim > 0``) every seed carries a uniform label, the same for
+    teacher and student.
+    """
+    p_dev = resolve_device(device) if isinstance(device, str) else device
+    dev = p_dev
+    distance = w2_squared if distance is None else distance
+    dn = distance_name
+    root = Path(output_root)
+    teacher = train_spec_teacher(spec, p, root, seed, dev, progress_bar)
+    teacher_2 = train_spec_teacher(spec, p, root, seed + 1, dev, progress_bar) if reference else None
+    R, N = p.n_sets, p.n_eval
+    z, labels, phi_8 = spec_eval_targets(spec, p, teacher, seed, dev)
+    student = distill_spec(spec, p, teacher, root, z, phi_8, seed, dev, progress_bar, labels)
+    g = generate_labelled(student.generator.eval(), z, labels, getattr(p, "sample_batch", None), dev)
+    phi_1 = _phi(teacher.ema, z, 1, labels, p, dev)
+    phi_8_2 = _phi(teacher_2.ema, z, p.k, labels, p, dev) if teacher_2 is not None else None
+
+    # the teacher's distribution (Phi at large K) and the data, on their own independent seeds
+    ref_labels = stream_labels(2 * N, spec.label_dim, seed, "reference-labels")
+    ref = _phi(teacher.ema, stream_noise(2 * N, tuple(spec.shape), seed, "reference"), p.k_ref, ref_labels, p, dev)
+    ref_a, ref_b = ref[:N], ref[N:]
+    data_gen = make_generator(derived_seed(seed, "data"), "cpu")
+    data_a, data_b = (spec.images(N, data_gen) for _ in range(2))
+    fit = fit_numbers(distance, g[:N], ref_a, distance(ref_b, ref_a), sampler=phi_8[:N], start=phi_1[:N])
+    verdict = evaluation.verdict(p.gates, fit, evaluation.travel(g, phi_1, phi_8),
+                                 evaluation.plateau(student.logs["eval"], p.gates.plateau_window))
+    interval = delta_e_sets(phi_8, g, R)
+    metrics = {
+        "delta_e": student_record(interval, verdict),
+        "references": reference_levels(phi_8, phi_1, g, R, phi_8_2, seed=seed),
+        "delta_e_vs_n": (curve_columns(delta_e_vs_n(phi_8, g, [n for n in p.n_curve if n <= R * N]))
+                         if curve else None),
+        "fit": {  # `distance` between sets of N on independent seeds
+            f"{dn}_data_data": distance(data_a, data_b),
+            f"{dn}_phi8_data": distance(phi_8[:N], data_a),
+            f"{dn}_ref_data": distance(ref_a, data_a),
+            f"{dn}_student_data": distance(g[:N], data_a),
+            f"{dn}_student_ref": fit["d_student"], f"{dn}_start_ref": fit["d_start"], f"{dn}_ref_ref": fit["d_floor"],
+            f"{dn}_phi8_ref": fit["d_sampler"], "k_ref": p.k_ref},
+        "sigma_data": teacher.ema.sigma_data, "label_dim": spec.label_dim, "data_id": spec.data_id,
+        "n_eval": N, "n_sets": R, "k": p.k,
+        "teacher_iterations": teacher.iterations, "dmd_iterations": student.iterations,
+        "teacher_final_loss": teacher.losses[-1] if teacher.losses else None,
+        "delta_e_along": {"iteration": [e["iteration"] for e in student.logs["eval"]],
+                          "delta_e": [e["delta_e"] for e in student.logs["eval"]]},
+        "delta_e_start_set0": delta_e_record(phi_8[:N], phi_1[:N])["delta_e"],   # = the first point along
+        "mean_dist_g_phi8": float(pair_distances(g, phi_8).mean()),
+        "mean_dist_phi1_phi8": float(pair_distances(phi_1, phi_8).mean()),
+    }
+    samples = {"phi_8": phi_8[:N], "phi_1": phi_1[:N], "g": g[:N], "data": data_a, "ref": ref_a}
+    return PairingRun(spec.name, teacher, student, z, samples, metrics, teacher_2, labels)
+
+
+def per_class_delta_e(run: PairingRun, spec: DataSpec, p, n_per_class: int, n_sets: int, seed: int = 0,
+                      device="cpu") -> list:
+    """Delta_E(Phi_K, G) within each class of a conditional run: R sets of ``n_per_class`` seeds per class.
+
+    Class c's seeds come from their own stream (``"class-<c>"``), all with
+    label c; returns one interval record per class (``label`` beside the
+    :func:`dmdlib.metrics.delta_e_interval` keys).
+    """
+    if spec.label_dim < 1:
+        raise ValueError("per_class_delta_e needs conditional data (spec.label_dim > 0)")
+    dev = resolve_device(device) if isinstance(device, str) else device
+    out = []
+    for c in range(spec.label_dim):
+        z = stream_noise(n_sets * n_per_class, tuple(spec.shape), seed, f"class-{c}")
+        lab = one_hot(torch.full((z.shape[0],), c), spec.label_dim)
+        t = _phi(run.teacher.ema, z, p.k, lab, p, dev)
+        g = generate_labelled(run.student.generator.eval(), z, lab, getattr(p, "sample_batch", None), dev)
+        rec = evaluation.student_record(delta_e_sets(t, g, n_sets))
+        out.append({"label": c, **rec})
+    return out
+
+
+# ----------------------------------------------------------------------------- the toys (notebook 01)
+
 def toy_sigma_data(p: ToyPreset, dataset: str) -> float:
     """The toy teacher's sigma_data: the preset's number, or the data set's own std for ``"data"``."""
     from .data.toy import data_std
@@ -118,36 +365,52 @@ def toy_sigma_data(p: ToyPreset, dataset: str) -> float:
     return data_std(dataset, p.dim) if p.sigma_data == "data" else float(p.sigma_data)
 
 
-def _toy_teacher_config(p: ToyPreset, dataset: str):
-    return replace(p.teacher, sigma_data=toy_sigma_data(p, dataset))
+def toy_spec(dataset: str, p: ToyPreset) -> DataSpec:
+    """A toy data set in R^{p.dim} (first two coordinates) as a :class:`DataSpec`."""
+    if dataset not in TOY_DATASETS:
+        raise ValueError(f"unknown toy data set {dataset!r}; allowed: {sorted(TOY_DATASETS)}")
+    return DataSpec(dataset, (p.dim,), lambda n, g, device="cpu": sample_toy(dataset, n, p.dim, generator=g,
+                                                                              device=device),
+                    data_id=f"toy:{dataset}:dim={p.dim}", sigma_data=toy_sigma_data(p, dataset), tag=(dataset, p.dim))
 
 
 def toy_teacher_dir(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu") -> Path:
     """The run folder of the toy teacher of ``dataset`` and ``seed`` under ``root`` (named by its configuration)."""
-    dev = resolve_device(device) if isinstance(device, str) else device
-    tag = config_tag("toy-teacher", dataset, p.dim, p.width, p.depth, p.fourier_dim, _toy_teacher_config(p, dataset),
-                     seed, *_version_and_speed(dev))
-    return Path(root) / f"teacher-{tag}"
+    return spec_teacher_dir(toy_spec(dataset, p), p, root, seed, device)
 
 
 def train_toy_teacher(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu",
                       progress_bar: bool = True) -> TeacherResult:
     """The toy teacher of ``dataset`` with seed ``seed`` (network initialisation and training draws)."""
-    dev = resolve_device(device) if isinstance(device, str) else device
-    cfg = _toy_teacher_config(p, dataset)
-    torch.manual_seed(seed)  # network initialisation
-    net = EDMPrecond(MLPNet(p.dim, p.width, p.depth, p.fourier_dim), sigma_data=cfg.sigma_data)
-    data_fn = lambda n, g: sample_toy(dataset, n, p.dim, generator=g, device=dev)  # noqa: E731
-    return train_teacher(net, data_fn, cfg, run_dir=toy_teacher_dir(dataset, p, root, seed, dev), seed=seed,
-                         device=dev, progress_bar=progress_bar, desc=f"{dataset} teacher (seed {seed})",
-                         speed=accel.default_speed(dev), data_id=f"toy:{dataset}:dim={p.dim}")
+    return train_spec_teacher(toy_spec(dataset, p), p, root, seed, device, progress_bar)
 
 
 def toy_student_dir(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu") -> Path:
-    """The run folder of the toy student of ``dataset`` and ``seed`` under ``root`` (named by its teacher and
-    configuration); it holds ``result.pt`` once the student is finished."""
-    tag = config_tag("toy-student", toy_teacher_dir(dataset, p, root, seed, device).name, p.dmd, p.k, p.n_eval, seed)
-    return Path(root) / f"student-{tag}"
+    """The run folder of the toy student of ``dataset`` and ``seed`` under ``root``."""
+    return spec_student_dir(toy_spec(dataset, p), p, root, seed, device)
+
+
+def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, device="auto",
+            progress_bar: bool = True) -> PairingRun:
+    """Teacher, second teacher, student, and the full evaluation of one toy data set (notebook 01).
+
+    :func:`run_pairing` on the toy, plus the toys' own fit numbers: the
+    fraction of samples on the data's support and the data std.
+    """
+    from .data.toy import data_std
+
+    p = get_preset("toy", preset) if isinstance(preset, str) else preset
+    spec = toy_spec(dataset, p)
+    run = run_pairing(spec, p, Path(output_dir) / "runs" / dataset, seed, device,
+                      reference=dataset in p.reference_datasets, curve=dataset in p.curve_datasets,
+                      progress_bar=progress_bar)
+    s = run.samples
+    run.metrics["fit"].update({"support_data": support_fraction(dataset, s["data"]),
+                               "support_phi8": support_fraction(dataset, s["phi_8"]),
+                               "support_ref": support_fraction(dataset, s["ref"]),
+                               "support_student": support_fraction(dataset, s["g"])})
+    run.metrics["data_std"] = data_std(dataset, p.dim)
+    return run
 
 
 def toy_eval_targets(p: ToyPreset, teacher: TeacherResult, seed: int = 0, device="cpu") -> tuple:
@@ -159,95 +422,8 @@ def toy_eval_targets(p: ToyPreset, teacher: TeacherResult, seed: int = 0, device
 
 def distill_toy(dataset: str, p: ToyPreset, teacher: TeacherResult, root, z: torch.Tensor, phi_8: torch.Tensor,
                 seed: int = 0, device="cpu", progress_bar: bool = True) -> DMDResult:
-    """Distil (or resume, or reload) the toy student of ``teacher``, recording Delta_E on the first seed set along
-    distillation (``z`` and ``phi_8`` from :func:`toy_eval_targets`)."""
-    dev = resolve_device(device) if isinstance(device, str) else device
-    N = p.n_eval
-    return distill(teacher.ema, (p.dim,), p.dmd, run_dir=toy_student_dir(dataset, p, root, seed, dev), seed=seed,
-                   device=dev, progress_bar=progress_bar, eval_fn=delta_e_along(z[:N], phi_8[:N], dev),
-                   desc=f"{dataset} DMD", speed=accel.default_speed(dev))
-
-
-def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None):
-    """An ``eval_fn`` recording Delta_E(Phi_K, G) (with E_DT, E_OT) on one fixed seed set along distillation."""
-    def eval_fn(gen, it):
-        with torch.no_grad():
-            chunks = eval_z.split(batch) if batch else (eval_z,)
-            g = torch.cat([gen(c.to(device)).cpu() for c in chunks])
-        return delta_e_record(phi_k_of_z, g)
-    return eval_fn
-
-
-def curve_columns(rows: list) -> dict:
-    """A list of per-point dicts -> one array per key (how metrics.json stores curves)."""
-    return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
-
-
-def run_toy(dataset: str, preset: str | ToyPreset, output_dir, seed: int = 0, device="auto",
-            progress_bar: bool = True) -> ToyRun:
-    """Teacher, second teacher, student, and the full evaluation of one toy data set (notebook 01).
-
-    Delta_E(Phi_K, G) over ``n_sets`` independent sets of ``n_eval`` seeds with
-    its interval; the reference levels (start, random pairing, second
-    teacher); Delta_E against N; the fit of teacher and student (W2^2 by
-    exact OT on independent seeds, support fractions) and the convergence
-    verdict (:mod:`dmdlib.evaluation`).
-    """
-    from .data.toy import data_std
-
-    if dataset not in TOY_DATASETS:
-        raise ValueError(f"unknown toy data set {dataset!r}; allowed: {sorted(TOY_DATASETS)}")
-    p = get_preset("toy", preset) if isinstance(preset, str) else preset
-    dev = resolve_device(device) if isinstance(device, str) else device
-    root = Path(output_dir) / "runs" / dataset
-    teacher = train_toy_teacher(dataset, p, root, seed, dev, progress_bar)
-    teacher_2 = (train_toy_teacher(dataset, p, root, seed + 1, dev, progress_bar)
-                 if dataset in p.reference_datasets else None)
-    R, N = p.n_sets, p.n_eval
-    z, phi_8 = toy_eval_targets(p, teacher, seed, dev)
-    z_dev = z.to(dev)
-    student = distill_toy(dataset, p, teacher, root, z, phi_8, seed, dev, progress_bar)
-    with torch.no_grad():
-        g = student.generator.eval()(z_dev).cpu()
-    phi_1 = phi_k(teacher.ema, z_dev, 1).cpu()
-    phi_8_2 = phi_k(teacher_2.ema, z_dev, p.k).cpu() if teacher_2 is not None else None
-
-    # the teacher's distribution (Phi at large K) and the data, on their own independent seeds
-    ref = phi_k(teacher.ema, stream_noise(2 * N, (p.dim,), seed, "reference").to(dev), p.k_ref).cpu()
-    ref_a, ref_b = ref[:N], ref[N:]
-    data_gen = make_generator(derived_seed(seed, "data"), "cpu")
-    data_a, data_b = (sample_toy(dataset, N, p.dim, generator=data_gen) for _ in range(2))
-    fit = fit_numbers(w2_squared, g[:N], ref_a, w2_squared(ref_b, ref_a), sampler=phi_8[:N], start=phi_1[:N])
-    verdict = evaluation.verdict(p.gates, fit, evaluation.travel(g, phi_1, phi_8),
-                                 evaluation.plateau(student.logs["eval"], p.gates.plateau_window))
-    interval = delta_e_sets(phi_8, g, R)
-    metrics = {
-        "delta_e": student_record(interval, verdict),
-        "references": reference_levels(phi_8, phi_1, g, R, phi_8_2, seed=seed),
-        "delta_e_vs_n": (curve_columns(delta_e_vs_n(phi_8, g, [n for n in p.n_curve if n <= R * N]))
-                         if dataset in p.curve_datasets else None),
-        "fit": {  # squared W2 between empirical sets of N on independent seeds (exact OT)
-            "w2sq_data_data": w2_squared(data_a, data_b),
-            "w2sq_phi8_data": w2_squared(phi_8[:N], data_a),
-            "w2sq_ref_data": w2_squared(ref_a, data_a),
-            "w2sq_student_data": w2_squared(g[:N], data_a),
-            "w2sq_student_ref": fit["d_student"], "w2sq_start_ref": fit["d_start"], "w2sq_ref_ref": fit["d_floor"],
-            "w2sq_phi8_ref": fit["d_sampler"],
-            "support_data": support_fraction(dataset, data_a),
-            "support_phi8": support_fraction(dataset, phi_8[:N]),
-            "support_ref": support_fraction(dataset, ref_a),
-            "support_student": support_fraction(dataset, g[:N]),
-            "k_ref": p.k_ref},
-        "sigma_data": teacher.ema.sigma_data, "data_std": data_std(dataset, p.dim),
-        "n_eval": N, "n_sets": R, "k": p.k,
-        "teacher_iterations": teacher.iterations, "dmd_iterations": student.iterations,
-        "teacher_final_loss": teacher.losses[-1] if teacher.losses else None,
-        "delta_e_along": {"iteration": [e["iteration"] for e in student.logs["eval"]],
-                          "delta_e": [e["delta_e"] for e in student.logs["eval"]]},
-        "delta_e_start_set0": delta_e_record(phi_8[:N], phi_1[:N])["delta_e"],   # = the first point along
-    }
-    samples = {"phi_8": phi_8[:N], "phi_1": phi_1[:N], "g": g[:N], "data": data_a, "ref": ref_a}
-    return ToyRun(dataset, teacher, student, z, samples, metrics, teacher_2)
+    """Distil (or resume, or reload) the toy student of ``teacher`` (:func:`distill_spec` on the toy)."""
+    return distill_spec(toy_spec(dataset, p), p, teacher, root, z, phi_8, seed, device, progress_bar)
 
 
 # ----------------------------------------------------------------------------- MNIST (notebook 02)
@@ -578,6 +754,103 @@ def mnist_student_eval(ev: MnistEval, generator, logs: dict, gates=None) -> dict
             "references": reference_levels(ev.phi_8, ev.phi_1, g, p.n_sets, ev.phi_8_2, seed=0),
             "fit": fit, "mean_dist_g_phi8": float(d_g.mean()),
             "mean_dist_phi1_phi8": float(pair_distances(ev.phi_1, ev.phi_8).mean())}
+
+
+# ----------------------------------------------------------------------------- the MLP manifold and the embedded
+# chessboard (notebook 06), conditional data (notebook 07)
+
+def manifold_spec(latent_dim: int, resolution: int, num_classes: int = 0, manifold_seed: int = 0) -> DataSpec:
+    """MLP-manifold images (:class:`dmdlib.data.MLPManifold`) as a :class:`DataSpec`; one-hot labels when
+    ``num_classes`` > 0. sigma_data is the data set's std."""
+    from .data.manifold import MLPManifold
+
+    base = MLPManifold(latent_dim=latent_dim, resolution=resolution, num_classes=num_classes, seed=manifold_seed)
+    copies = {str(base.device): base}
+
+    def sample(n, generator, device="cpu"):
+        dev = str(generator.device) if generator is not None else str(torch.device(device))
+        if dev not in copies:   # the same fixed map, on another device
+            copies[dev] = MLPManifold(latent_dim, resolution, num_classes, manifold_seed).to(dev)
+        x, lab = copies[dev].sample(n, generator=generator)
+        x = x.to(device)
+        return x if num_classes == 0 else (x, one_hot(lab, num_classes).to(device))
+
+    name = f"manifold-k{latent_dim}" + (f"-c{num_classes}" if num_classes else "")
+    return DataSpec(name, base.image_shape, sample, base.data_id, sigma_data=base.std, label_dim=num_classes,
+                    tag=("manifold", base.data_id), kind="manifold")
+
+
+def embedded_chessboard_spec(dim: int, sigma_data: float, embedding_seed: int = 0) -> DataSpec:
+    """The chessboard embedded in R^dim by a fixed random orthogonal map (:func:`dmdlib.data.toy.orthogonal_embedding`)
+    as a :class:`DataSpec`, with the given ``sigma_data`` (notebook 06 uses the R^4 chessboard's for every dim)."""
+    def sample(n, generator, device="cpu"):
+        return sample_toy("chessboard", n, dim, generator=generator, device=device, embedding="orthogonal",
+                          embedding_seed=embedding_seed)
+
+    data_id = f"toy:chessboard:dim={dim}:orthogonal:seed={embedding_seed}"
+    return DataSpec(f"chessboard-d{dim}", (dim,), sample, data_id, sigma_data=float(sigma_data),
+                    tag=("chessboard-orthogonal", dim, embedding_seed, float(sigma_data)))
+
+
+def mnist_spec(p, conditional: bool, device="cpu") -> DataSpec:
+    """MNIST at the preset's resolution (:func:`mnist_training_data`) as a :class:`DataSpec`; with
+    ``conditional`` each image comes with its one-hot digit label (label_dim 10). Mini-batches are drawn
+    uniformly with replacement, as in :func:`train_mnist_teacher`."""
+    from .data.mnist import mnist_tensor
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    x, y = mnist_tensor("cpu")
+    if p.data_subset:
+        x, y = x[:p.data_subset], y[:p.data_subset]
+    x = at_resolution(x, p.unet.img_resolution).to(dev)
+    y = one_hot(torch.as_tensor(y), 10).to(dev)
+    n_data = x.shape[0]
+
+    def sample(n, generator, device="cpu"):
+        idx = torch.randint(0, n_data, (n,), generator=generator,
+                            device=generator.device if generator is not None else "cpu").to(x.device)
+        return (x[idx].to(device), y[idx].to(device)) if conditional else x[idx].to(device)
+
+    shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
+    return DataSpec("mnist" + ("-cond" if conditional else ""), shape, sample,
+                    mnist_data_id(p) + (":labels" if conditional else ""), sigma_data=p.teacher.sigma_data,
+                    label_dim=10 if conditional else 0, tag=("mnist", p.data_subset, 10 if conditional else 0),
+                    kind="mnist")
+
+
+def feature_distance():
+    """The MNIST chapters' fit distance as a function of two image sets: the Frechet distance in the features of
+    our MNIST classifier (:mod:`dmdlib.features`), for :func:`run_pairing`'s ``distance``."""
+    from .features import classifier_features, frechet_distance, mnist_classifier
+
+    clf, _ = mnist_classifier()
+    return lambda a, b: frechet_distance(classifier_features(clf, a), classifier_features(clf, b))
+
+
+# ----------------------------------------------------------------------------- where copying begins (notebook 06)
+
+def sweep_record(key: str, value: int, run: PairingRun) -> dict:
+    """One point of a dimension sweep as metrics.json stores it: ``key`` (``intrinsic_dim`` or ``ambient_dim``)
+    beside the student's Delta_E interval and verdict, its reference levels, its regime
+    (:func:`dmdlib.evaluation.regime`) and its fit."""
+    m = run.metrics
+    return {key: int(value), **m["delta_e"], "references": m["references"],
+            "regime": evaluation.regime(m["delta_e"], m["references"]), "fit": m["fit"],
+            "sigma_data": m["sigma_data"], "data_id": m["data_id"], "delta_e_along": m["delta_e_along"],
+            "mean_dist_g_phi8": m["mean_dist_g_phi8"], "mean_dist_phi1_phi8": m["mean_dist_phi1_phi8"]}
+
+
+def copying_onset(points: list, key: str) -> Optional[int]:
+    """The smallest dimension from which every point of the sweep (sorted by ``key``) is converged and copies;
+    None when the largest point does not (no onset within the sweep)."""
+    pts = sorted(points, key=lambda p: p[key])
+    onset = None
+    for p in reversed(pts):
+        if p.get("converged") and p["regime"] == "copies":
+            onset = p[key]
+        else:
+            break
+    return onset
 
 
 # ----------------------------------------------------------------------------- ablations (notebook 03)

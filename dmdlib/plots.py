@@ -312,3 +312,48 @@ def plot_delta_e_vs_n(curves: dict, ax=None, title: Optional[str] = None):
     if title:
         ax.set_title(title)
     return fig
+
+
+def plot_sweep(points: Sequence[dict], key: str, ax=None, anchors: Optional[dict] = None, xlabel: Optional[str] = None,
+               title: Optional[str] = None):
+    """Delta_E against a dimension (notebook 06): one record per point (``key`` its dimension, the Delta_E
+    interval keys, ``converged`` and ``references``), with the second-teacher, start and random-pairing
+    levels per point and horizontal lines at ``anchors`` ({label: value}, e.g. the paper's numbers).
+
+    Log-log axes (symlog on y, so that exact zeros show); hollow markers are students that failed a
+    convergence gate.
+    """
+    fig, ax = _ax(ax, (6.0, 4.0))
+    x = np.asarray([p[key] for p in points], dtype=np.float64)
+
+    def band(recs, **kw):
+        v = np.asarray([r["delta_e"] for r in recs])
+        err = np.vstack([np.clip(v - [r["ci_low"] for r in recs], 0, None), np.clip([r["ci_high"] for r in recs] - v, 0, None)])
+        return v, err
+
+    v, err = band(points)
+    ax.plot(x, v, "-", color="tab:blue", lw=1)
+    for xi, vi, lo, hi, p in zip(x, v, err[0], err[1], points):
+        ok = p.get("converged", True)
+        ax.errorbar([xi], [vi], yerr=[[lo], [hi]], fmt="o", capsize=4, color="tab:blue", ms=7,
+                    mfc="tab:blue" if ok else "white")
+    ax.plot([], [], "o-", color="tab:blue", label=r"student $\Delta_E(\Phi_K, G)$ (hollow: not converged)")
+    for name in ("reproducibility", "start", "random"):
+        have = [(xi, p["references"][name]) for xi, p in zip(x, points) if name in (p.get("references") or {})]
+        if not have:
+            continue
+        marker, color, lab = _REF_STYLE.get(name, ("^", "k", name))
+        xs = np.asarray([h[0] for h in have])
+        rv, rerr = band([h[1] for h in have])
+        ax.errorbar(xs, rv, yerr=rerr, fmt=marker + "--", color=color, capsize=2, ms=5, lw=0.8, label=lab)
+    for i, (label, value) in enumerate((anchors or {}).items()):
+        ax.axhline(value, color=f"C{i + 3}", ls=":", lw=1.2, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [str(int(xi)) for xi in x])
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel(xlabel or key)
+    ax.set_ylabel(r"$\Delta_E$ (95% CI)")
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title)
+    return fig

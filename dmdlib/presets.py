@@ -307,9 +307,98 @@ MNIST_PRESETS = {
 }
 
 
+@dataclass(frozen=True)
+class SweepPreset:
+    """Notebook 06: where copying begins (an intrinsic-dimension and an ambient-dimension sweep).
+
+    ``manifold`` (a :class:`ToyPreset` for the MLP denoiser, or a
+    :class:`MnistPreset` for the ADM UNet; its ``dim`` and ``datasets`` are
+    unused) trains and evaluates every intrinsic-dimension point on
+    unconditional MLP-manifold images of ``resolution`` x ``resolution``;
+    ``chessboard`` every ambient-dimension point (its ``dim`` is replaced by
+    each d, its teacher's sigma_data by the chessboard's std in R^4 for every d).
+    """
+    name: str
+    manifold: object
+    chessboard: ToyPreset
+    intrinsic_dims: tuple = (1, 2, 4, 8, 16, 32)
+    resolution: int = 32
+    manifold_seed: int = 0               # the random MLP that defines the manifold (the same map for every run seed)
+    ambient_dims: tuple = (2, 4, 16, 64, 256)
+    embedding_seed: int = 0              # the random orthogonal embedding of the chessboard
+    reference_teacher: bool = True       # a second teacher per point (the reproducibility level)
+    notes: str = ""
+
+    def __post_init__(self):
+        for n in ("intrinsic_dims", "ambient_dims"):
+            v = getattr(self, n)
+            if not v or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in v):
+                raise ValueError(f"SweepPreset.{n} must be a non-empty tuple of integers >= 1, got {v!r}")
+        if min(self.ambient_dims) < 2:
+            raise ValueError(f"SweepPreset.ambient_dims must be >= 2 (the chessboard is 2-D), got {self.ambient_dims}")
+        _positive(self, "resolution")
+
+
+@dataclass(frozen=True)
+class ConditioningPreset:
+    """Notebook 07: conditional against unconditional students on MNIST and on the MLP manifold (paper Figs. 6-8)."""
+    name: str
+    mnist: MnistPreset
+    manifold: object                     # ToyPreset (MLP) or MnistPreset (UNet), as in SweepPreset
+    manifold_dim: int = 16               # intrinsic dimension k of the manifold (paper: 16)
+    resolution: int = 32                 # the manifold's image size
+    num_classes: int = 10
+    manifold_seed: int = 0
+    n_per_class: int = 100               # N per class set of the within-class Delta_E
+    n_class_sets: int = 10               # R sets per class
+    n_grid: int = 30                     # seeds of the image grids
+    n_pca: int = 1000                    # triplets of the PCA figure
+    reference_teacher: bool = True       # second teachers (the reproducibility level)
+    notes: str = ""
+
+    def __post_init__(self):
+        _positive(self, "manifold_dim", "resolution", "num_classes", "n_per_class", "n_class_sets", "n_grid", "n_pca")
+        if self.n_per_class < 2 or self.n_class_sets < 2:
+            raise ValueError("ConditioningPreset: n_per_class and n_class_sets must be >= 2")
+
+
+_MANIFOLD_QUICK_NOTES = (" The manifold points use the toys' quick network and training (5 x 384 MLP on the flattened "
+                         "image, teacher 3000 iterations, DMD 4000 iterations at lr 2.5e-4), on 16 x 16 images "
+                         "(paper scale: 32 x 32 with the ADM UNet).")
+
+SWEEP_PRESETS = {
+    "smoke": SweepPreset(
+        name="smoke", manifold=TOY_PRESETS["smoke"], chessboard=TOY_PRESETS["smoke"], intrinsic_dims=(1, 4),
+        resolution=8, ambient_dims=(2, 16),
+        notes="smoke: two intrinsic and two ambient dimensions with the toys' smoke settings; numbers are meaningless."),
+    "quick": SweepPreset(
+        name="quick", manifold=TOY_PRESETS["quick"], chessboard=TOY_PRESETS["quick"], resolution=16,
+        notes="quick: the toys' quick settings for every point." + _MANIFOLD_QUICK_NOTES),
+    "paper": SweepPreset(
+        name="paper", manifold=MNIST_PRESETS["paper"], chessboard=TOY_PRESETS["paper"], resolution=32,
+        notes=("paper: the manifold points with MNIST's paper settings (ADM UNet at 32 x 32, EDM teacher, DMD 50k "
+               "iterations at lr 2e-6); the ambient points with the toys' paper settings. Not run by us (GPU).")),
+}
+
+CONDITIONING_PRESETS = {
+    "smoke": ConditioningPreset(
+        name="smoke", mnist=MNIST_PRESETS["smoke"], manifold=TOY_PRESETS["smoke"], manifold_dim=4, resolution=8,
+        n_per_class=8, n_class_sets=2, n_grid=8, n_pca=64,
+        notes="smoke: the MNIST and toy smoke settings; numbers are meaningless."),
+    "quick": ConditioningPreset(
+        name="quick", mnist=MNIST_PRESETS["quick"], manifold=TOY_PRESETS["quick"], resolution=16,
+        notes=("quick: MNIST with chapter 02's quick settings (16 x 16, 83k-parameter UNet, teacher 128 kimg, "
+               "DMD 2000 iterations), the class label as the UNet's one-hot label input; the manifold (k = 16, "
+               "10 classes) on 16 x 16 images with the toys' quick MLP settings." )),
+    "paper": ConditioningPreset(
+        name="paper", mnist=MNIST_PRESETS["paper"], manifold=MNIST_PRESETS["paper"], resolution=32,
+        notes="paper: MNIST and the manifold at 32 x 32 with MNIST's paper settings. Not run by us (GPU)."),
+}
+
+
 def get_preset(experiment: str, preset: str):
-    """The preset ``preset`` of ``experiment`` ('toy' or 'mnist'), with a clear error for unknown names."""
-    table = {"toy": TOY_PRESETS, "mnist": MNIST_PRESETS}
+    """The preset ``preset`` of ``experiment`` ('toy', 'mnist', 'sweep' or 'conditioning'), with a clear error for unknown names."""
+    table = {"toy": TOY_PRESETS, "mnist": MNIST_PRESETS, "sweep": SWEEP_PRESETS, "conditioning": CONDITIONING_PRESETS}
     if experiment not in table:
         raise ValueError(f"unknown experiment {experiment!r}; allowed: {sorted(table)}")
     if preset not in table[experiment]:
