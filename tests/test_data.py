@@ -155,3 +155,88 @@ def test_toy_sigma_data_is_the_data_std():
     assert pl.toy_sigma_data(replace(p, sigma_data=0.5), "moons") == 0.5
     with pytest.raises(ValueError, match="sigma_data"):
         replace(p, sigma_data="auto")
+
+
+# --- embeddings: zero padding (the paper's) and a fixed orthogonal map --------------------------------------------
+
+def test_pad_embedding_is_bit_identical_to_the_original_samplers():
+    """SHA-256 of the float32 bytes the samplers gave before ``embedding`` existed (CPU generator, seed 3, n=257, dim 4)."""
+    import hashlib
+
+    before = {"chessboard": "0cbcb290794c5ecb4c372080b637e199044ab462baed61dbcdda0ba292928b7a",
+              "moons": "3bac0a2a7fb1c0478d03926d0d2959858a2cf29e62ef0326dd39250b1bb8ee16",
+              "gaussian_mixture": "093331114004a708e1e63cf07be98c599587ef9ed2eb220339c85bb5d54e2bd0"}
+    for name, digest in before.items():
+        for kw in ({}, {"embedding": "pad"}, {"embedding": "pad", "embedding_seed": 7}):
+            x = sample_toy(name, 257, 4, generator=g(3), **kw)
+            assert hashlib.sha256(x.numpy().tobytes()).hexdigest() == digest, (name, kw)
+
+
+@pytest.mark.parametrize("dim", [2, 3, 4, 16])
+def test_orthogonal_embedding_is_orthonormal_and_fixed_by_seed(dim):
+    from dmdlib.data import orthogonal_embedding, orthogonal_matrix
+
+    e = orthogonal_embedding(dim, seed=0)
+    assert e.shape == (dim, 2) and e.dtype == torch.float32
+    assert torch.allclose(e.T @ e, torch.eye(2), atol=1e-6)
+    q = orthogonal_matrix(dim, seed=0)
+    assert q.dtype == torch.float64 and torch.allclose(q.T @ q, torch.eye(dim, dtype=torch.float64), atol=1e-12)
+    assert torch.equal(q[:, :2].float(), e)
+    assert torch.equal(orthogonal_embedding(dim, seed=0), e)
+    assert not torch.allclose(orthogonal_embedding(dim, seed=1), e)
+    # the QR is sign-fixed: Q equals the (unique) Q with a positive-diagonal R of the same Gaussian matrix
+    a = torch.randn(dim, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert bool((torch.diagonal(q.T @ a) > 0).all())
+    q[0, 0] = 99.0  # the returned matrix is a copy: the cached one is untouched
+    assert torch.equal(orthogonal_matrix(dim, seed=0)[:, :2].float(), e)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dim", [2, 4, 16])
+def test_orthogonal_embedding_rotates_the_padded_points(name, dim):
+    from dmdlib.data import orthogonal_embedding, orthogonal_matrix, unembed
+
+    pad = sample_toy(name, 400, dim, generator=g(4))
+    orth = sample_toy(name, 400, dim, generator=g(4), embedding="orthogonal")
+    assert orth.shape == (400, dim) and orth.dtype == torch.float32
+    q = orthogonal_matrix(dim, 0).float()
+    assert torch.allclose(orth, pad @ q.T, atol=1e-5)
+    if name != "gaussian_mixture":  # zero padding: only the 2-plane E = Q[:, :2] is used
+        assert torch.allclose(orth, pad[:, :2] @ orthogonal_embedding(dim, 0).T, atol=1e-5)
+    if dim > 2:  # no coordinate is special any more
+        assert bool((orth[:, 2:] != 0).any())
+    assert torch.allclose(torch.cdist(orth.double(), orth.double()), torch.cdist(pad.double(), pad.double()), atol=1e-5)
+    assert torch.allclose(unembed(orth, "orthogonal").float(), pad, atol=1e-5)
+    assert torch.equal(unembed(pad, "pad"), pad)
+    other = sample_toy(name, 400, dim, generator=g(4), embedding="orthogonal", embedding_seed=1)
+    assert not torch.allclose(other, orth)
+
+
+def test_support_fraction_of_orthogonally_embedded_chessboard():
+    from dmdlib.data import support_fraction
+
+    for dim in (2, 4, 16):
+        x = sample_toy("chessboard", 4000, dim, generator=g(5), embedding="orthogonal", embedding_seed=2)
+        assert support_fraction("chessboard", x, embedding="orthogonal", embedding_seed=2) == 1.0
+        if dim > 2:  # read in the wrong frame, the points are mostly off the board
+            assert support_fraction("chessboard", x) < 0.9
+    y = sample_toy("moons", 4000, 4, generator=g(5), embedding="orthogonal")
+    assert support_fraction("moons", y, embedding="orthogonal") >= 0.99
+
+
+def test_embedding_errors():
+    from dmdlib.data import orthogonal_embedding, support_fraction, unembed
+
+    for bad in ("rotate", None, "Pad"):
+        with pytest.raises(ValueError, match="embedding must be one of .*pad.*orthogonal"):
+            sample_toy("chessboard", 10, 4, embedding=bad)
+    for fn in (lambda: sample_toy("moons", 10, 4, embedding="orthogonal", embedding_seed=-1),
+               lambda: unembed(torch.zeros(3, 4), "orthogonal", embedding_seed=1.5)):
+        with pytest.raises(ValueError, match="embedding_seed"):
+            fn()
+    with pytest.raises(ValueError, match="dim must be"):
+        orthogonal_embedding(1)
+    with pytest.raises(ValueError, match="shape"):
+        unembed(torch.zeros(4), "orthogonal")
+    with pytest.raises(ValueError, match="embedding must be"):
+        support_fraction("chessboard", torch.zeros(3, 4), embedding="rot")

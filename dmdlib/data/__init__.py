@@ -1,6 +1,10 @@
-"""Data sets: the low-dimensional toys of the paper (section 3.3, appendix A) and MNIST (32x32)."""
+"""Data sets: the low-dimensional toys of the paper (section 3.3, appendix A), MNIST (32x32) and the
+synthetic MLP manifold (appendix A)."""
+from .manifold import MLPManifold
 from .mnist import load_mnist, mnist_data_dir, mnist_tensor
-from .toy import TOY_DATASETS, chessboard, gaussian_mixture, moons, sample_toy, support_fraction
+from .toy import (EMBEDDINGS, TOY_DATASETS, chessboard, gaussian_mixture, moons, orthogonal_embedding,
+                  orthogonal_matrix, sample_toy, support_fraction, unembed)
 
-__all__ = ["TOY_DATASETS", "chessboard", "gaussian_mixture", "load_mnist", "mnist_data_dir", "mnist_tensor", "moons",
-           "sample_toy"]
+__all__ = ["EMBEDDINGS", "MLPManifold", "TOY_DATASETS", "chessboard", "gaussian_mixture", "load_mnist",
+           "mnist_data_dir", "mnist_tensor", "moons", "orthogonal_embedding", "orthogonal_matrix", "sample_toy",
+           "support_fraction", "unembed"]
