@@ -160,7 +160,10 @@ def test_toy_sigma_data_is_the_data_std():
 # --- embeddings: zero padding (the paper's) and a fixed orthogonal map --------------------------------------------
 
 def test_pad_embedding_is_bit_identical_to_the_original_samplers():
-    """SHA-256 of the float32 bytes the samplers gave before ``embedding`` existed (CPU generator, seed 3, n=257, dim 4)."""
+    """SHA-256 of the float32 bytes the samplers gave before ``embedding`` existed.
+
+    CPU generator seeded 3, n = 257, dim = 4; the digests pin the torch CPU random stream of the project's torch.
+    """
     import hashlib
 
     before = {"chessboard": "0cbcb290794c5ecb4c372080b637e199044ab462baed61dbcdda0ba292928b7a",

@@ -126,7 +126,10 @@ def chessboard(n: int, dim: int = 4, generator: Optional[torch.Generator] = None
 
 def moons(n: int, dim: int = 4, generator: Optional[torch.Generator] = None, device="cpu",
           noise: float = 0.05, scale: float = 1.5, embedding: str = "pad", embedding_seed: int = 0) -> torch.Tensor:
-    """n points on the two moons (centred, scaled by ``scale``, jitter ``noise``), in R^dim (``embedding``: module doc)."""
+    """n points on the two moons (centred, scaled by ``scale``, jitter ``noise``), in R^dim.
+
+    ``embedding``: see the module docstring.
+    """
     _check(n, dim)
     _check_embedding(embedding, embedding_seed)
     which = torch.randint(0, 2, (n,), generator=generator, device=device)
