@@ -26,7 +26,8 @@ chapters, which share them, to ``<build-dir>/outputs/<preset>/mnist-runs/``), an
 ``--results-dir DIR`` also to ``DIR/<preset>/<notebook>/`` (`make results`); results are
 always read from ``results/`` of this checkout. Runs already finished in ``outputs`` are
 reloaded, not retrained. A "Reproducibility" page (``book/reproducibility.md``, generated)
-lists per chapter where it was rendered from and what its metrics.json records. The HTML
+lists per chapter where it was rendered from and what its metrics.json records; the landing page
+(``book/intro.md``) gets the claims table of ``scripts/claims.py`` in place of its slot. The HTML
 goes to ``_build/html`` (for the default build dir ``_build``; ``<build-dir>/_build/html``
 for any other).
 """
@@ -48,6 +49,8 @@ if str(ROOT) not in sys.path:
 PRESETS = ("smoke", "quick", "paper")
 NEEDS_GPU = ("paper",)              # presets that are never executed unless asked (--execute-missing, --fresh)
 REPRO_PAGE = "book/reproducibility.md"
+INTRO_PAGE = "book/intro.md"                # its slot <!-- claims-table --> gets the claims table (scripts/claims.py)
+SCRIPTS = Path(__file__).resolve().parent
 
 
 def toc_files(root: Path) -> list[str]:
@@ -253,12 +256,36 @@ def reproducibility_page(rows: list, preset: str, build_git: dict) -> str:
     return "\n".join(lines + ["", "## Sources and reasons", ""] + (notes or ["(none)"])) + "\n"
 
 
+def stage_claims(stage: Path, preset: str, rows: list, in_book) -> bool:
+    """Write the claims table (:func:`claims.claims_table`) into the staged landing page in place of its slot.
+
+    The numbers come from ``results/<preset>/<chapter>/metrics.json``, or for chapters executed in this build
+    from their fresh metrics (``rows``, as for the Reproducibility page); ``in_book``: the chapter stems of this
+    book (only those are linked). The repository's ``book/intro.md`` keeps its slot. False when the staged page
+    has no slot (nothing written).
+    """
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    from claims import SLOT, claims_table, fill_slot
+
+    page = stage / INTRO_PAGE
+    text = page.read_text(encoding="utf-8") if page.is_file() else ""
+    if SLOT not in text:
+        print(f"[build_book] {INTRO_PAGE} has no {SLOT} slot: no claims table", flush=True)
+        return False
+    executed = {plan.stem: m for plan, m, _ in rows if plan.action == "execute" and m is not None}
+    table = claims_table(ROOT / "results", preset, executed=executed, in_book=set(in_book))
+    page.write_text(fill_slot(text, table), encoding="utf-8")
+    return True
+
+
 # ----------------------------------------------------------------------------- the build
 
 def present_notebooks(stage: Path) -> None:
     """Apply the display metadata of notebooks/ to the staged, executed notebooks (scripts/book_display.py):
     set-up cells collapsed, papermill's injected parameters hidden, figures numbered and captioned."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
     from book_display import present_file
 
     for nb in sorted((stage / "notebooks").glob("*.ipynb")):
@@ -359,6 +386,7 @@ def main(argv=None) -> int:
             plan = Plan(plan.stem, plan.action, status, tuple(reasons), plan.why)
         rows.append((plan, json.loads(metrics.read_text(encoding="utf-8")) if metrics else None, source))
     (stage / REPRO_PAGE).write_text(reproducibility_page(rows, args.preset, git_state(ROOT)), encoding="utf-8")
+    stage_claims(stage, args.preset, rows, [nb.stem for nb, _ in plans])
     counts = {a: sum(p.action == a for p, _, _ in rows) for a in ACTIONS}
     print(f"[build_book] chapters: {counts['render']} rendered from results, {counts['execute']} executed, "
           f"{counts['placeholder']} placeholders, {counts['source']} unexecuted "

@@ -17,10 +17,15 @@ def build_smoke_book(build: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
 
 
-def load_build_book():
-    """scripts/build_book.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+def load_script(name: str):
+    """scripts/<name>.py as a module (scripts are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["build_book"] = mod   # dataclasses look their module up
+    sys.modules[name] = mod   # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_build_book():
+    """scripts/build_book.py as a module (it is a script, not part of the package)."""
+    return load_script("build_book")
