@@ -46,7 +46,8 @@ VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_RUN, EXTENSION)
 # 5 %: the student is at least 20 times nearer the teacher's pairing than a random pairing is. (The
 # paper calls 0.0367 copying and reports no random level; at our quick random level, about 3.3, its
 # 0.0367 would be about 1 %, well inside the rule.)
-COPY_FRACTION = 0.05
+from dmdlib.evaluation import COPY_FRACTION, regime
+from dmdlib.pipeline import copying_onset  # noqa: E402  (one copying rule: dmdlib.evaluation.regime)
 MEMORISATION_THRESHOLD = 1 / 3   # r(y) < 1/3: memorised (paper Sec. 4.1.2, after Bonnaire et al.)
 MIN_TREND_POINTS = 3             # converged students needed to call a trend (claim 5)
 
@@ -103,7 +104,7 @@ def _ours(rec: dict, preset: str) -> str:
 
 def _copies(rec: dict, random: dict) -> bool:
     """The copying rule (see COPY_FRACTION)."""
-    return rec["ci_high"] < COPY_FRACTION * random["delta_e"]
+    return regime(rec, {"random": random}) == "copies"
 
 
 # ----------------------------------------------------------------------------- the rules, one per claim
@@ -308,11 +309,7 @@ def judge_intrinsic(m: dict) -> tuple:
                      _copies(rec, _record(m, "intrinsic", i, "references", "random"))))
     rows.sort(key=lambda t: t[0])
     (k0, r0, _, _), (k1, r1, _, _) = rows[0], rows[-1]
-    onset = None
-    for j in range(len(rows)):
-        if all(c for _, _, _, c in rows[j:]):
-            onset = rows[j][0]
-            break
+    onset = copying_onset([{"k": k, "converged": conv, "regime": "copies" if c else "not"} for k, _, conv, c in rows], "k")
     ours = (f"$\\Delta_E$ from {interval_text(r0)} (k = {k0:g}) to {interval_text(r1)} (k = {k1:g}); "
             + (f"copying from k = {onset:g} on" if onset is not None else "no k copies")
             + f" ({_get(m, 'preset')}, N = {r0['n']:g}, R = {r0['r']:g})")
