@@ -1,0 +1,128 @@
+"""The generic teacher -> student -> evaluation path (pipeline.run_pairing) and the sweep/conditioning helpers."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from dmdlib import evaluation, get_preset
+from dmdlib import pipeline as pl
+from dmdlib.data.toy import orthogonal_embedding
+
+
+def _tiny(p):
+    """The toy smoke preset, smaller still: a few seconds per run."""
+    return replace(p, width=32, depth=2, n_eval=40, n_sets=2, k_ref=4,
+                   teacher=replace(p.teacher, iterations=20, checkpoint_every=10, log_every=10),
+                   dmd=replace(p.dmd, iterations=10, checkpoint_every=5, log_every=5, eval_every=5, warmup_steps=2))
+
+
+def _interval_keys(rec):
+    return {"delta_e", "ci_low", "ci_high", "n", "r"} <= set(rec)
+
+
+def test_dataspec_validates():
+    with pytest.raises(ValueError, match="label_dim"):
+        pl.DataSpec("x", (2,), lambda n, g, d="cpu": torch.zeros(n, 2), "id", 1.0, label_dim=-1)
+    with pytest.raises(ValueError, match="sigma_data"):
+        pl.DataSpec("x", (2,), lambda n, g, d="cpu": torch.zeros(n, 2), "id", 0.0)
+
+
+def test_regime_and_onset():
+    refs = {"random": {"delta_e": 10.0}}
+    assert evaluation.regime({"ci_low": 0.0, "ci_high": 0.4}, refs) == "copies"      # <= 5% of 10
+    assert evaluation.regime({"ci_low": 0.6, "ci_high": 0.9}, refs) == "remaps"
+    assert evaluation.regime({"ci_low": 0.3, "ci_high": 0.9}, refs) == "unresolved"
+    with pytest.raises(ValueError, match="copy_fraction"):
+        evaluation.regime({"ci_low": 0, "ci_high": 0}, refs, copy_fraction=1.5)
+    pts = [{"k": k, "converged": c, "regime": r} for k, c, r in
+           [(1, True, "remaps"), (4, True, "copies"), (2, True, "remaps"), (8, True, "copies")]]
+    assert pl.copying_onset(pts, "k") == 4
+    pts[-1]["converged"] = False                 # the largest point is no result: no onset
+    assert pl.copying_onset(pts, "k") is None
+    assert pl.copying_onset([{"k": 1, "converged": True, "regime": "copies"}], "k") == 1
+
+
+def test_embedded_chessboard_spec_is_the_rotated_chessboard():
+    spec = pl.embedded_chessboard_spec(16, 0.8, embedding_seed=3)
+    x = spec.images(500, torch.Generator().manual_seed(0))
+    assert x.shape == (500, 16) and spec.label_dim == 0 and spec.sigma_data == 0.8
+    e = orthogonal_embedding(16, 3)
+    xy = x @ e                                   # back in the plane
+    assert torch.allclose(xy @ e.T, x, atol=1e-5)     # nothing outside the 2-plane
+    assert xy.abs().max() <= 2.0 + 1e-5
+
+
+def test_manifold_spec_labels_are_one_hot():
+    spec = pl.manifold_spec(3, 8, num_classes=4)
+    x, lab = spec.sample(64, torch.Generator().manual_seed(1))
+    assert x.shape == (64, 1, 8, 8) and lab.shape == (64, 4)
+    assert torch.equal(lab.sum(1), torch.ones(64)) and spec.label_dim == 4
+    u = pl.manifold_spec(3, 8)
+    assert u.label_dim == 0 and isinstance(u.sample(5, None), torch.Tensor)
+    assert u.data_id != spec.data_id
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_run_pairing_on_the_manifold(tmp_path, conditional):
+    torch.set_num_threads(1)
+    p = _tiny(get_preset("toy", "smoke"))
+    spec = pl.manifold_spec(2, 4, num_classes=3 if conditional else 0)
+    run = pl.run_pairing(spec, p, tmp_path, seed=0, device="cpu", reference=True, progress_bar=False)
+    m = run.metrics
+    assert _interval_keys(m["delta_e"]) and "converged" in m["delta_e"]
+    assert set(m["references"]) == {"start", "random", "reproducibility"}
+    assert m["delta_e"]["n"] == p.n_eval and m["delta_e"]["r"] == p.n_sets
+    assert run.maps["g"].shape == (p.n_sets * p.n_eval, 1, 4, 4)
+    assert m["label_dim"] == spec.label_dim
+    if conditional:
+        assert run.labels.shape == (p.n_sets * p.n_eval, 3)
+        per = pl.per_class_delta_e(run, spec, p, n_per_class=6, n_sets=2, seed=0, device="cpu")
+        assert [c["label"] for c in per] == [0, 1, 2] and all(_interval_keys(c) for c in per)
+        # the student is conditional: other labels give other outputs for the same seeds
+        z = run.z[:8]
+        a = pl.generate_labelled(run.student.generator, z, pl.one_hot(torch.zeros(8), 3))
+        b = pl.generate_labelled(run.student.generator, z, pl.one_hot(torch.ones(8), 3))
+        assert not torch.allclose(a, b)
+    else:
+        assert run.labels is None
+        with pytest.raises(ValueError, match="conditional"):
+            pl.per_class_delta_e(run, spec, p, 6, 2)
+    # a second call reloads every run from its folder: the same numbers
+    again = pl.run_pairing(spec, p, tmp_path, seed=0, device="cpu", reference=True, progress_bar=False)
+    assert again.metrics["delta_e"]["delta_e"] == m["delta_e"]["delta_e"]
+    assert again.student.started_at == again.student.iterations
+
+
+def test_imagenet64_section_without_weights_says_what_to_supply():
+    out = pl.imagenet64_section("", "")
+    assert out["status"] == "not supplied"
+    assert "imagenet_teacher" in out["instructions"] and "295,899,267" in out["instructions"]
+    with pytest.raises(ValueError, match="imagenet_teacher"):
+        pl.imagenet64_section("", "student.safetensors")
+    with pytest.raises(FileNotFoundError, match="imagenet_teacher"):
+        pl.imagenet64_section("/nonexistent/teacher.safetensors")
+
+
+def test_imagenet64_section_with_weights(tmp_path):
+    """The section's whole path on a tiny network of the same family (the full one is tested in test_imagenet64)."""
+    from safetensors.torch import save_file
+
+    from dmdlib import EDMPrecond
+    from dmdlib.nets import ADMUNet
+    from dmdlib.presets import UNetConfig
+
+    torch.set_num_threads(1)
+    cfg = UNetConfig(img_resolution=8, in_channels=3, out_channels=3, label_dim=5, model_channels=8,
+                     channel_mult=(1, 2), num_blocks=1, attn_resolutions=(4,))
+    paths = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        net = EDMPrecond(ADMUNet(**cfg.kwargs()))
+        paths.append(tmp_path / f"net{s}.safetensors")
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(paths[-1]))
+    out = pl.imagenet64_section(str(paths[0]), str(paths[1]), n_eval=6, n_sets=2, k=2, n_show=3, config=cfg,
+                                device="cpu")
+    assert out["status"] == "teacher and student"
+    assert _interval_keys(out["delta_e"]) and _interval_keys(out["start"])
+    assert set(out["references"]) == {"start", "random"}
+    assert out["samples"]["$G$"].shape == (3, 3, 8, 8)
