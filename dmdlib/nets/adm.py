@@ -439,7 +439,7 @@ def load_edm_state_dict(path, model: nn.Module, map_location="cpu", assign: bool
 
 
 def load_imagenet64(path, device="cpu") -> nn.Module:
-    """The conditional ImageNet-64 teacher: ``EDMPrecond(ADMUNet(**IMAGENET64_UNET.kwargs()))`` with the weights at ``path``.
+    """The conditional ImageNet-64 teacher ``EDMPrecond(ADMUNet(**IMAGENET64_UNET.kwargs()))``, weights from ``path``.
 
     The network is EDM's ImageNet-64 ADM (:data:`dmdlib.presets.IMAGENET64_UNET`:
     192 channels, 1000 classes, 295,899,267 parameters, sigma_data 0.5), in
