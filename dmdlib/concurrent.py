@@ -10,7 +10,7 @@ batches.
 
 The computation is :func:`dmdlib.dmd.distill`'s, for every student:
 
-* with one seed, distill's draws (z, sigma indices, eps) do not depend on
+* with one seed, distill's draws (z, class labels, sigma indices, eps) do not depend on
   the networks, so one shared draw per step is exactly what each
   sequential run draws;
 * AdamW acts element by element, so one optimizer over the stacked
@@ -41,8 +41,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from . import accel, distributed
-from .dmd import (DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss, log_due, run_config,
-                  teacher_sigma_data, _set_lr)
+from .dmd import (DMDResult, OneStepGenerator, check_label_setup, distill, dm_gradient, dm_loss, fake_score_loss,
+                  log_due, run_config, teacher_sigma_data, _set_lr)
+from .labels import draw_labels
 from .presets import DMDConfig
 from .runs import (atomic_torch_save, check_finite, check_stop_after, config_tag, load_checkpoint, make_generator,
                    prepare_run_dir, resolve_device)
@@ -90,7 +91,7 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
                        device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
                        eval_fns: Optional[Sequence[Optional[Callable]]] = None, sigma_data: Optional[float] = None,
                        desc: str = "DMD (concurrent)", speed: Optional[accel.Speed] = None,
-                       student_inits: Optional[Sequence[Optional[nn.Module]]] = None) -> list:
+                       student_inits: Optional[Sequence[Optional[nn.Module]]] = None, label_dim: int = 0) -> list:
     """Distil each of ``teachers`` (same architecture) into its own one-step student, all in one loop.
 
     ``run_dirs`` (one per teacher, or None) are the folders distill() would
@@ -99,7 +100,9 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     together (group checkpoint in ``<parent of run_dirs[0]>/concurrent-<tag>``).
     ``eval_fns[i](G_i, iteration)`` as distill's ``eval_fn``;
     ``student_inits[i]`` as distill's ``student_init`` (None: start from the
-    teacher). Each student's folder records distill's :func:`~dmdlib.dmd.run_config`.
+    teacher). ``label_dim`` as distill's: the classes are drawn right after z,
+    as there, and shared by all students. Each student's folder records
+    distill's :func:`~dmdlib.dmd.run_config`.
     Returns one :class:`~dmdlib.dmd.DMDResult` per teacher, in order.
     """
     from tqdm.auto import tqdm
@@ -111,6 +114,9 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     n = len(teachers)
     if n < 1:
         raise ValueError("teachers must hold at least one denoiser")
+    label_dim = check_label_setup(teachers[0], label_dim)
+    for t in teachers[1:]:
+        check_label_setup(t, label_dim)
     if cfg.regression_weight > 0 or cfg.gan_d_weight > 0 or cfg.gan_g_weight > 0:
         raise ValueError("distill_concurrent supports DMD alone (regression_weight and the GAN weights must be 0); "
                          "use distill() for the ablation variants")
@@ -128,12 +134,14 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     todo = []
     for i, (t, d) in enumerate(zip(teachers, run_dirs)):
         if d is not None:
-            d = prepare_run_dir(d, run_config(t, z_shape, cfg, seed, sigma_data, speed, student_init=inits[i]))
+            d = prepare_run_dir(d, run_config(t, z_shape, cfg, seed, sigma_data, speed, student_init=inits[i],
+                                              label_dim=label_dim))
             run_dirs[i] = d
             if (d / "result.pt").exists() or (d / "checkpoint.pt").exists():   # finished, or begun sequentially
                 results[i] = distill(t, z_shape, cfg, run_dir=d, seed=seed, device=dev, progress_bar=progress_bar,
                                      eval_fn=eval_fns[i], sigma_data=sigma_data, speed=speed,
-                                     desc=f"{desc} [{i}] (sequential)", student_init=inits[i])
+                                     desc=f"{desc} [{i}] (sequential)", student_init=inits[i],
+                                     label_dim=label_dim)
                 continue
         todo.append(i)
     if not todo:
@@ -162,7 +170,8 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     group_dir = None
     if run_dirs[0] is not None:
         names = [run_dirs[i].name for i in todo]
-        shared = {k: v for k, v in run_config(reals[0], z_shape, cfg, seed, sigma_data, speed).items()
+        shared = {k: v for k, v in run_config(reals[0], z_shape, cfg, seed, sigma_data, speed,
+                                              label_dim=label_dim).items()
                   if k not in ("teacher", "teacher_sigma_data", "student_init")}   # per member, in its own folder
         group_dir = prepare_run_dir(Path(run_dirs[todo[0]]).parent / f"concurrent-{config_tag(names)}",
                                     {**shared, "kind": "dmd-concurrent", "members": names})
@@ -177,18 +186,19 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
             rng.set_state(ck["rng"].to("cpu", torch.uint8))
             start, steps_g, steps_f, logs = int(ck["iteration"]), int(ck["steps_g"]), int(ck["steps_f"]), ck["logs"]
 
-    def gen_one(p, b, z):
-        return functional_call(gen_base, (p, b), (z,))
+    # labels (None, or one-hot [B, label_dim] shared by the students) are closed over, not mapped
+    def gen_one(p, b, z, labels=None):
+        return functional_call(gen_base, (p, b), (z,) if labels is None else (z, labels))
 
-    def dm_grad_one(fp_, fb_, rp_, rb_, x, sigma, eps):
-        return dm_gradient(x, _bind(fake_base, fp_, fb_), _bind(real_base, rp_, rb_), sigma, eps)
+    def dm_grad_one(fp_, fb_, rp_, rb_, x, sigma, eps, labels=None):
+        return dm_gradient(x, _bind(fake_base, fp_, fb_), _bind(real_base, rp_, rb_), sigma, eps, labels)
 
-    def fake_loss_one(fp_, fb_, x, sigma, eps):
-        return fake_score_loss(_bind(fake_base, fp_, fb_), x, sigma, eps, sigma_data)
+    def fake_loss_one(fp_, fb_, x, sigma, eps, labels=None):
+        return fake_score_loss(_bind(fake_base, fp_, fb_), x, sigma, eps, sigma_data, labels)
 
-    G = vmap(gen_one, in_dims=(0, 0, None))
-    DMG = vmap(dm_grad_one, in_dims=(0, 0, 0, 0, 0, None, None))
-    FSL = vmap(fake_loss_one, in_dims=(0, 0, 0, None, None))
+    G = vmap(gen_one, in_dims=(0, 0, None, None))
+    DMG = vmap(dm_grad_one, in_dims=(0, 0, 0, 0, 0, None, None, None))
+    FSL = vmap(fake_loss_one, in_dims=(0, 0, 0, None, None, None))
     DML = vmap(dm_loss)
     amp = lambda: accel.autocast(dev, speed)  # noqa: E731
 
@@ -213,13 +223,14 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"{desc} x{len(todo)}", disable=not progress_bar, leave=False)
     for it in range(start, cfg.iterations):
         z = torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev)
+        labels = draw_labels(label_dim, cfg.batch_size, rng, dev)          # as distill: right after z
         if it % cfg.gen_every == 0:
             with amp():
-                x = G(gp, gb, z).float()                                    # [S, B, ...]
+                x = G(gp, gb, z, labels).float()                            # [S, B, ...]
             idx = torch.randint(lo, hi + 1, (cfg.batch_size,), generator=rng, device=dev)
             eps = torch.randn(x.shape[1:], generator=rng, device=dev)
             with amp():
-                grad = DMG(fp, fb, rp, rb, x, table[idx], eps).float()
+                grad = DMG(fp, fb, rp, rb, x, table[idx], eps, labels).float()
             loss_dm = DML(x, grad)                                          # [S]
             _update(opt_g, loss_dm, list(gp.values()), cfg.lr, it, cfg)
             steps_g += 1
@@ -227,11 +238,11 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
             x = x.detach()
         else:
             with torch.no_grad(), amp():
-                x = G(gp, gb, z).float()
+                x = G(gp, gb, z, labels).float()
         idx = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
         eps = torch.randn(x.shape[1:], generator=rng, device=dev)
         with amp():
-            loss_f = FSL(fp, fb, x, table[idx], eps).float()               # [S]
+            loss_f = FSL(fp, fb, x, table[idx], eps, labels).float()               # [S]
         _update(opt_f, loss_f, list(fp.values()), cfg.lr_fake, it, cfg)
         steps_f += 1
         win_f.append(loss_f.detach())

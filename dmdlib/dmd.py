@@ -38,8 +38,18 @@ generator turn; the DM term alone is the paper's setting. Implemented:
   softplus(D(fake)) + softplus(-D(real)) joins the fake-score update and
   softplus(-D(fake)) the generator update.
 
+Class-conditional distillation (``label_dim > 0``, paper Figs. 6-8): every
+iteration draws one class per sample, uniformly, right after z (one
+``randint`` from the run's generator, :func:`dmdlib.labels.draw_labels`),
+and the one-hot labels go to G(z, labels), to both scores in the DM
+gradient, to the fake-score loss and to the GAN logits of the generated
+samples; the GAN's real samples carry the labels that ``data_fn`` returns
+with them, and the regression pairs carry their own labels. With
+``label_dim = 0`` nothing is drawn and every call is label-free, exactly
+the unconditional loop.
+
 Under torchrun the loop is data-parallel (:mod:`dmdlib.distributed`): every
-rank draws the global batch's z, sigma indices, noise and data and keeps its
+rank draws the global batch's z, labels, sigma indices, noise and data and keeps its
 own rows; the generator, the fake score and the GAN head average their
 gradients over ranks (``DistributedDataParallel``) before clipping, so the
 clipped norm is the global gradient's; rank 0 writes.
@@ -56,6 +66,7 @@ import torch
 from torch import nn
 
 from . import accel, distributed
+from .labels import check_label_dim, check_labels, draw_labels, model_label_dim, split_batch
 from .presets import DMDConfig
 from .precond import denoising_weight
 from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
@@ -171,7 +182,8 @@ def teacher_sigma_data(teacher: nn.Module, sigma_data: Optional[float] = None) -
 
 def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int, sigma_data: Optional[float] = None,
                speed: Optional[accel.Speed] = None, data_id: Optional[str] = None,
-               regression_pairs: Optional[tuple] = None, student_init: Optional[nn.Module] = None) -> dict:
+               regression_pairs: Optional[tuple] = None, student_init: Optional[nn.Module] = None,
+               label_dim: int = 0) -> dict:
     """What identifies a DMD run (recorded in its folder; a different one is refused there).
 
     Everything that changes the result: the teacher (weights fingerprint and
@@ -179,8 +191,10 @@ def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int, si
     (resolved by :func:`teacher_sigma_data`), the configuration, seed and
     noise shape, the speed settings, the GAN's real data (``data_id``, when
     the GAN term is on), the regression pairs (SHA-256, when the regression
-    term is on), the network the student starts from (None: the teacher)
-    and the version of the training code. ``distill_concurrent`` records the
+    term is on, labels included), the network the student starts from (None: the teacher),
+    the number of classes ``label_dim`` (recorded only when > 0, so
+    unconditional run folders read as before) and the version of the
+    training code. ``distill_concurrent`` records the
     same for each of its students, so either path reloads the other's runs.
     """
     use_gan = cfg.gan_d_weight > 0 or cfg.gan_g_weight > 0
@@ -192,7 +206,17 @@ def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int, si
             "sigma_data": teacher_sigma_data(teacher, sigma_data), "config": asdict(cfg),
             "speed": accel.speed_record(speed), "data_id": data_id if use_gan else None,
             "regression_pairs": tensors_sha256(*pairs) if pairs is not None else None,
-            "student_init": init, "code_version": code_version()}
+            "student_init": init, **({"label_dim": label_dim} if label_dim else {}),
+            "code_version": code_version()}
+
+
+def check_label_setup(teacher: nn.Module, label_dim) -> int:
+    """``label_dim`` validated, and consistent with the teacher's network when that one states its own."""
+    label_dim = check_label_dim(label_dim)
+    own = model_label_dim(teacher)
+    if label_dim > 0 and own is not None and own != label_dim:
+        raise ValueError(f"label_dim = {label_dim}, but the teacher's network has label_dim = {own}")
+    return label_dim
 
 
 def warmup_lr(base: float, iteration: int, warmup: int) -> float:
@@ -212,14 +236,31 @@ def log_due(n: int, cfg: DMDConfig) -> bool:
             or (cfg.fine_log_every > 0 and n <= cfg.fine_log_until and n % cfg.fine_log_every == 0))
 
 
+def check_regression_pairs(pairs, label_dim: int, device) -> tuple:
+    """``(z, targets, labels or None)`` on ``device`` (float32) from ``regression_pairs``, validated:
+    ``(z, targets)`` when unconditional, ``(z, targets, one-hot labels)`` when ``label_dim > 0``."""
+    want = "(z, phi_k_of_z, labels)" if label_dim else "(z, phi_k_of_z)"
+    if pairs is None or len(pairs) != (3 if label_dim else 2) or pairs[0].shape[0] < 1:
+        raise ValueError(f"regression_weight > 0 needs regression_pairs={want} with at least one pair"
+                         + (f" (label_dim = {label_dim})" if label_dim else ""))
+    if pairs[0].shape[0] != pairs[1].shape[0]:
+        raise ValueError("regression_pairs: z and targets must have the same number of rows")
+    z, x = (t.to(device, torch.float32) for t in pairs[:2])
+    labels = None
+    if label_dim:
+        labels = check_labels(pairs[2], z.shape[0], label_dim, "regression_pairs").to(device, torch.float32)
+    return z, x, labels
+
+
 @accel.tf32_from_speed
 def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, seed: int = 0,
             device="auto", progress_bar: bool = True, stop_after: Optional[int] = None,
             eval_fn: Optional[Callable[[OneStepGenerator, int], dict]] = None,
             sigma_data: Optional[float] = None, desc: str = "DMD", speed: Optional[accel.Speed] = None,
             regression_pairs: Optional[tuple] = None,
-            data_fn: Optional[Callable[[int, torch.Generator], torch.Tensor]] = None,
-            data_id: Optional[str] = None, student_init: Optional[nn.Module] = None) -> DMDResult:
+            data_fn: Optional[Callable[[int, torch.Generator], object]] = None,
+            data_id: Optional[str] = None, student_init: Optional[nn.Module] = None,
+            label_dim: int = 0) -> DMDResult:
     """Distil ``teacher`` (a denoiser D(x, sigma)) into a one-step generator by DMD.
 
     ``z_shape`` is the shape of one noise sample (e.g. ``(4,)`` or ``(1, 32, 32)``).
@@ -239,6 +280,20 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     teacher. Everything that changes the result is recorded in the run
     folder (:func:`run_config`).
 
+    ``label_dim > 0`` distils a class-conditional teacher (D(x, sigma,
+    labels) with one-hot labels [batch, label_dim]). Per iteration the draws
+    from the run's generator are, in this order: z; the classes
+    (``randint(0, label_dim, (B,))``, one-hot); on generator turns the DM
+    gradient's sigma indices and noise, the regression rows, the GAN's sigma
+    indices and noise; then the fake score's sigma indices and noise, and
+    with the GAN ``data_fn``'s draws followed by its sigma indices and noise.
+    The drawn labels condition G, the fake and real scores, the fake-score
+    loss and the GAN logits of generated samples; ``data_fn`` must then
+    return ``(x, labels)`` (the real samples' own labels) and
+    ``regression_pairs`` be ``(z, targets, labels)``. ``eval_fn`` passes its
+    own labels to G. ``label_dim = 0`` draws nothing new and passes no labels:
+    the unconditional loop, unchanged.
+
     Under torchrun (:mod:`dmdlib.distributed`) every process calls this with
     the same arguments: the global batch ``cfg.batch_size`` is split across
     them, ``eval_fn`` runs on every rank, rank 0 writes the run folder, and
@@ -251,15 +306,13 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     distributed.check_batch(cfg.batch_size, "DMDConfig.batch_size")
     main = distributed.is_main()
     B = cfg.batch_size    # the global batch: every draw below is the global batch's, then sharded
+    label_dim = check_label_setup(teacher, label_dim)
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     sigma_data = teacher_sigma_data(teacher, sigma_data)
+    reg_l = None
     if cfg.regression_weight > 0:
-        if regression_pairs is None or len(regression_pairs) != 2 or regression_pairs[0].shape[0] < 1:
-            raise ValueError("regression_weight > 0 needs regression_pairs=(z, phi_k_of_z) with at least one pair")
-        if regression_pairs[0].shape[0] != regression_pairs[1].shape[0]:
-            raise ValueError("regression_pairs: z and targets must have the same number of rows")
-        reg_z, reg_x = (t.to(dev, torch.float32) for t in regression_pairs)
+        reg_z, reg_x, reg_l = check_regression_pairs(regression_pairs, label_dim, dev)
     init = teacher if student_init is None else student_init
     real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's modules are untouched
     gen = OneStepGenerator(copy.deepcopy(init).requires_grad_(True)).to(dev).train()
@@ -294,7 +347,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     if run_dir is not None:
         run_dir = distributed.on_main(prepare_run_dir, run_dir,
                                       run_config(real, z_shape, cfg, seed, sigma_data, speed, data_id,
-                                                 regression_pairs, student_init))
+                                                 regression_pairs, student_init, label_dim))
         final = run_dir / "result.pt"
         path = final if final.exists() else run_dir / "checkpoint.pt"
         if path.exists():
@@ -340,29 +393,32 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not (progress_bar and main), leave=False)
     for it in range(start, cfg.iterations):
         z = accel.to_memory_format(torch.randn((B, *z_shape), generator=rng, device=dev), speed)
+        labels = draw_labels(label_dim, B, rng, dev)           # None (and no draw) when unconditional
         z = distributed.shard(z)
+        if labels is not None:
+            labels = distributed.shard(labels)
         if it % cfg.gen_every == 0:
             # generator turn: DM gradient on x = G(z)
             with amp():
-                x = gen_dp(z).float()
+                x = gen_dp(z, labels).float()
             full = (B, *x.shape[1:])
             idx = torch.randint(lo, hi + 1, (B,), generator=rng, device=dev)
             eps = torch.randn(full, generator=rng, device=dev)
             idx, eps = distributed.shard(idx, eps)
             with amp():
-                grad = dm_gradient(x, fake, real, table[idx], eps).float()
+                grad = dm_gradient(x, fake, real, table[idx], eps, labels).float()
             losses = {"dm": dm_loss(x, grad)}
             if cfg.regression_weight > 0:
                 j = distributed.shard(torch.randint(0, reg_z.shape[0], (B,), generator=rng, device=dev))
                 with amp():
-                    x_reg = gen_dp(reg_z[j]).float()
+                    x_reg = gen_dp(reg_z[j], None if reg_l is None else reg_l[j]).float()
                 losses["regression"] = torch.nn.functional.mse_loss(x_reg, reg_x[j])
             if use_gan:
                 idx_gan = torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev)
                 eps_gan = torch.randn(full, generator=rng, device=dev)
                 idx_gan, eps_gan = distributed.shard(idx_gan, eps_gan)
                 with amp():
-                    logit = _gan_logits(fake, head, capture, x, table[idx_gan], eps_gan)
+                    logit = _gan_logits(fake, head, capture, x, table[idx_gan], eps_gan, labels)
                 losses["gan_g"] = torch.nn.functional.softplus(-logit).mean()
             loss_g = (losses["dm"] + cfg.regression_weight * losses.get("regression", 0.0)
                       + cfg.gan_g_weight * losses.get("gan_g", 0.0))
@@ -380,22 +436,25 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
             x = x.detach()
         else:
             with torch.no_grad(), amp():
-                x = gen(z).float()
+                x = gen(z, labels).float()
         # fake-score turn (every iteration) on the pre-update sample sg(G(z))
         full = (B, *x.shape[1:])
         idx = torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev)
         eps = torch.randn(full, generator=rng, device=dev)
         idx, eps = distributed.shard(idx, eps)
         with amp():
-            loss_f = fake_score_loss(fake_dp, x, table[idx], eps, sigma_data).float()
+            loss_f = fake_score_loss(fake_dp, x, table[idx], eps, sigma_data, labels).float()
         if use_gan:
-            real_x = data_fn(B, rng)
+            real_x, real_l = split_batch(data_fn(B, rng), B, label_dim, need_labels=label_dim > 0,
+                                         where="data_fn (the GAN's real samples)")
             i_f, i_r = (torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev) for _ in "fr")
             e_f, e_r = (torch.randn(full, generator=rng, device=dev) for _ in "fr")
             real_x, i_f, i_r, e_f, e_r = distributed.shard(real_x, i_f, i_r, e_f, e_r)
+            if real_l is not None:
+                real_l = distributed.shard(real_l)
             with amp():
-                l_fake = _gan_logits(fake_dp, head_dp, capture, x.detach(), table[i_f], e_f)
-                l_real = _gan_logits(fake_dp, head_dp, capture, real_x, table[i_r], e_r)
+                l_fake = _gan_logits(fake_dp, head_dp, capture, x.detach(), table[i_f], e_f, labels)
+                l_real = _gan_logits(fake_dp, head_dp, capture, real_x, table[i_r], e_r, real_l)
             loss_d = (torch.nn.functional.softplus(l_fake) + torch.nn.functional.softplus(-l_real)).mean()
             win_gan_d.append(loss_d.detach())
             loss_f = loss_f + cfg.gan_d_weight * loss_d

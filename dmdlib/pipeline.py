@@ -18,6 +18,7 @@ import torch
 from . import accel, evaluation
 from .data import TOY_DATASETS, sample_toy, support_fraction
 from .dmd import DMDResult, distill
+from .labels import one_hot
 from .evaluation import fit_numbers, reference_levels, student_record, w2_squared
 from .metrics import delta_e_record, delta_e_sets, delta_e_vs_n, pair_distances
 from .nets import MLPNet
@@ -154,11 +155,6 @@ class PairingRun:
 
 
 ToyRun = PairingRun
-
-
-def one_hot(idx: torch.Tensor, label_dim: int) -> torch.Tensor:
-    """Class indices [n] -> float one-hot labels [n, label_dim] (what the networks take)."""
-    return torch.nn.functional.one_hot(idx.long(), label_dim).float()
 
 
 def stream_labels(n: int, label_dim: int, seed: int, stream: str) -> Optional[torch.Tensor]:

@@ -163,6 +163,16 @@ class UNetConfig:
         return d
 
 
+
+# EDM's ImageNet-64 ADM network (Karras et al. 2022, NVlabs/edm "adm" architecture for ImageNet-64; the teacher of DMD2
+# and of the paper's conditional ImageNet-64 experiment): 192 base channels, multipliers [1, 2, 3, 4], 3 blocks
+# per resolution, attention at 32/16/8, embedding width 4 x 192 and 1000 class labels; 295,899,267 parameters
+# (tests/test_imagenet64.py). EDM trained it with dropout (0.10, ADMUNet's default); dropout has no weights and
+# is off when distilling, so 0 here. Loaded from converted weights by dmdlib.nets.adm.load_imagenet64.
+IMAGENET64_UNET = UNetConfig(img_resolution=64, in_channels=3, out_channels=3, label_dim=1000, model_channels=192,
+                             channel_mult=(1, 2, 3, 4), num_blocks=3, attn_resolutions=(32, 16, 8), dropout=0.0)
+
+
 @dataclass(frozen=True)
 class MnistPreset:
     """Notebook 02: high-dimensional copying on unconditional MNIST."""

@@ -11,8 +11,13 @@ training images, EDM's unit); ``TeacherConfig.progress_unit`` says which one
 the snapshot names use. Snapshots are the EMA weights, saved atomically as
 ``snapshots/teacher-<progress><unit>.pt``.
 
+Conditional data: ``data_fn`` may return ``(x, labels)`` with one-hot float
+labels [batch, label_dim] (:mod:`dmdlib.labels`); they reach the denoiser
+through the EDM loss, D(y + n, sigma, labels). Unlabelled data draws and
+computes exactly as before.
+
 Under torchrun the loop is data-parallel (:mod:`dmdlib.distributed`): every
-rank draws the global batch and its noise and keeps its own rows, gradients
+rank draws the global batch (with its labels) and its noise and keeps its own rows, gradients
 are averaged over ranks before the optimizer step, and rank 0 writes.
 """
 from __future__ import annotations
@@ -27,12 +32,13 @@ import torch
 from torch import nn
 
 from . import accel, distributed
+from .labels import model_label_dim, split_batch
 from .precond import edm_loss, edm_noise
 from .presets import TeacherConfig
 from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
                    make_generator, prepare_run_dir, resolve_device)
 
-DataFn = Callable[[int, torch.Generator], torch.Tensor]
+DataFn = Callable[[int, torch.Generator], object]   # a tensor x [n, ...], or a pair (x, one-hot labels [n, label_dim])
 
 
 @dataclass
@@ -85,18 +91,25 @@ def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Op
     Under torchrun (an active process group) each rank computes the loss on
     its rows of the global batch (:func:`dmdlib.distributed.shard`) through
     a ``DistributedDataParallel`` wrapper, which averages the gradients; the
-    yielded loss is this rank's mean.
+    yielded loss is this rank's mean. Labels returned by ``data_fn`` (a pair
+    ``(x, labels)``) are checked against the network's ``label_dim`` when it
+    has one, sharded with their rows and passed to the loss.
     """
     distributed.check_batch(cfg.batch_size, "TeacherConfig.batch_size")
     denoiser.train()
     net = distributed.wrap(denoiser)
+    label_dim = model_label_dim(denoiser)
     for it in range(start, cfg.iterations):
         nimg = it * cfg.batch_size
-        y = accel.to_memory_format(data_fn(cfg.batch_size, generator), speed)   # the global batch, on every rank
+        y, labels = split_batch(data_fn(cfg.batch_size, generator), cfg.batch_size, label_dim)  # the global batch
+        y = accel.to_memory_format(y, speed)
         with accel.autocast(y.device, speed):
             sigma, n = edm_noise(y, generator, p_mean=cfg.p_mean, p_std=cfg.p_std)
-            y, sigma, n = distributed.shard(y, sigma, n)                      # this rank's rows
-            loss = edm_loss(net, y, sigma_data=cfg.sigma_data, noise=(sigma, n))
+            if labels is None:
+                y, sigma, n = distributed.shard(y, sigma, n)                  # this rank's rows
+            else:
+                y, sigma, n, labels = distributed.shard(y, sigma, n, labels)
+            loss = edm_loss(net, y, labels=labels, sigma_data=cfg.sigma_data, noise=(sigma, n))
         loss = loss.float().sum() / y.shape[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -133,7 +146,9 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     """Train an EDM teacher; resumable from ``run_dir/checkpoint.pt``.
 
     ``data_fn(n, generator)`` returns a batch of n training samples on the
-    device, drawing randomness only from ``generator``. Every
+    device, drawing randomness only from ``generator``: a tensor, or a pair
+    ``(x, labels)`` with one-hot float labels [n, label_dim] for a
+    class-conditional denoiser (give such data its own ``data_id``). Every
     ``cfg.checkpoint_every`` iterations the full state (weights, EMA, Adam,
     RNG, logs) is written atomically, so a killed run restarted with the same
     arguments ends with bit-identical weights (on CPU). A finished run is

@@ -28,7 +28,8 @@ DCFG = DMDConfig(iterations=10, batch_size=16, lr=1e-3, lr_fake=1e-3, warmup_ste
 # the GAN and regression terms on a tiny UNet: the generator and the fake score run several forward passes per update
 UCFG = DMDConfig(iterations=6, batch_size=4, lr=1e-3, lr_fake=1e-3, warmup_steps=2, checkpoint_every=3, log_every=3,
                  gan_d_weight=0.1, gan_g_weight=0.1, regression_weight=1.0)
-STOP = {"teacher": 6, "dmd": 7, "unet": 4}
+STOP = {"teacher": 6, "dmd": 7, "unet": 4, "cteacher": 6, "cunet": 4}
+K = 3   # classes of the conditional runs (labels sharded with their rows)
 
 
 def mlp(seed=0):
@@ -36,11 +37,11 @@ def mlp(seed=0):
     return dmdlib.EDMPrecond(dmdlib.MLPNet(4, 32, 2, 8), sigma_data=0.5)
 
 
-def unet():
+def unet(label_dim=0):
     torch.manual_seed(0)
     return dmdlib.EDMPrecond(dmdlib.ADMUNet(img_resolution=8, in_channels=1, out_channels=1, model_channels=8,
-                                            channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4], dropout=0.0),
-                             sigma_data=0.5)
+                                            channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4], dropout=0.0,
+                                            label_dim=label_dim), sigma_data=0.5)
 
 
 def chess(n, g):
@@ -54,6 +55,20 @@ EVAL_Z = torch.linspace(-2, 2, 40).reshape(10, 4)
 
 def images(n, g):
     return IMAGES[torch.randint(0, IMAGES.shape[0], (n,), generator=g)]
+
+
+CLASSES = torch.arange(32) % K
+CPAIRS = (*PAIRS, torch.eye(K)[torch.arange(5) % K])
+
+
+def labelled_images(n, g):
+    i = torch.randint(0, IMAGES.shape[0], (n,), generator=g)
+    return IMAGES[i], torch.eye(K)[CLASSES[i]]
+
+
+def labelled_chess(n, g):
+    x = chess(n, g)
+    return x, torch.eye(K)[(x[:, 0] > 0).long() + (x[:, 1] > 0).long()]
 
 
 def mean_output(gen, it):
@@ -72,14 +87,21 @@ def runs(out: Path, part: bool):
                        stop_after=stop("dmd"), eval_fn=mean_output, **kw)
     u = dmdlib.distill(unet(), (1, 8, 8), UCFG, run_dir=None if out is None else out / f"unet-{tag}", seed=5,
                        stop_after=stop("unet"), data_fn=images, data_id="test:images", regression_pairs=PAIRS, **kw)
-    return {"teacher": t, "dmd": d, "unet": u}
+    ct = dmdlib.train_teacher(dmdlib.EDMPrecond(dmdlib.MLPNet(4, 32, 2, 8, label_dim=K)), labelled_chess, TCFG,
+                              run_dir=None if out is None else out / f"cteacher-{tag}", seed=6,
+                              stop_after=stop("cteacher"), **kw)
+    cu = dmdlib.distill(unet(K), (1, 8, 8), UCFG, run_dir=None if out is None else out / f"cunet-{tag}", seed=7,
+                        stop_after=stop("cunet"), data_fn=labelled_images, data_id="test:labelled-images",
+                        regression_pairs=CPAIRS, label_dim=K, **kw)
+    return {"teacher": t, "dmd": d, "unet": u, "cteacher": ct, "cunet": cu}
 
 
 def weights(results: dict) -> dict:
     """Every trained tensor of the three runs, by name."""
     out = {}
     for name, r in results.items():
-        mods = {"denoiser": r.denoiser, "ema": r.ema} if name == "teacher" else {"generator": r.generator, "fake": r.fake}
+        mods = ({"denoiser": r.denoiser, "ema": r.ema} if name.endswith("teacher")
+                else {"generator": r.generator, "fake": r.fake})
         for m, mod in mods.items():
             out.update({f"{name}.{m}.{k}": v.detach().clone() for k, v in mod.state_dict().items()})
     return out
@@ -103,7 +125,8 @@ def main(phase: str, out: Path):
     torch.distributed.all_reduce(spread, op=torch.distributed.ReduceOp.MAX)
     if distributed.is_main():
         logs = {"teacher_losses": results["teacher"].losses, "dmd_logs": results["dmd"].logs,
-                "unet_logs": results["unet"].logs, "started_at": {k: r.started_at for k, r in results.items()}}
+                "unet_logs": results["unet"].logs, "cunet_logs": results["cunet"].logs,
+                "cteacher_losses": results["cteacher"].losses, "started_at": {k: r.started_at for k, r in results.items()}}
         (out / f"report-{phase}.json").write_text(json.dumps({"rank_spread": spread.item(),
                                                               "world_size": distributed.world_size(), **logs}))
     distributed.shutdown()

@@ -1,5 +1,6 @@
 """Data parallelism (issue #11): two processes under torchrun (Gloo, CPU) give one process's weights on the same
-global batch, every rank ends with the same weights, and a stopped torchrun run resumes exactly."""
+global batch, every rank ends with the same weights, and a stopped torchrun run resumes exactly; class labels
+(conditional teacher and DMD runs) are sharded with their rows."""
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from dmdlib import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("ddp_worker.py")
+NAMES = ("teacher", "dmd", "unet", "cteacher", "cunet")   # c...: class-conditional runs (labels sharded with rows)
 
 
 def torchrun(*args, nproc=2, timeout=300):
@@ -28,7 +30,7 @@ def torchrun(*args, nproc=2, timeout=300):
 
 def load_weights(folder: Path, kind: str) -> dict:
     ck = torch.load(folder / "result.pt", weights_only=True)
-    return {f"{m}.{k}": v for m in (("denoiser", "ema") if kind == "teacher" else ("generator", "fake"))
+    return {f"{m}.{k}": v for m in (("denoiser", "ema") if kind.endswith("teacher") else ("generator", "fake"))
             for k, v in ck[m].items()}
 
 
@@ -57,7 +59,7 @@ def test_two_processes_match_one_and_resume_under_torchrun(tmp_path):
     import ddp_worker as W
 
     torchrun(WORKER, "first", tmp_path)
-    for name in ("teacher", "dmd", "unet"):      # the stopped runs left a checkpoint and no result
+    for name in NAMES:                           # the stopped runs left a checkpoint and no result
         assert (tmp_path / f"{name}-part" / "checkpoint.pt").exists()
         assert not (tmp_path / f"{name}-part" / "result.pt").exists()
     shutil.copytree(tmp_path / "dmd-part", tmp_path / "dmd-one")     # to be resumed by one process below
@@ -66,11 +68,11 @@ def test_two_processes_match_one_and_resume_under_torchrun(tmp_path):
     resumed = json.loads((tmp_path / "report-resume.json").read_text())
     assert first["world_size"] == 2
     assert first["rank_spread"] == 0.0 and resumed["rank_spread"] == 0.0     # the ranks hold identical weights
-    assert resumed["started_at"] == {"teacher": 4, "dmd": 5, "unet": 3}    # resumed from the checkpoints
+    assert resumed["started_at"] == {"teacher": 4, "dmd": 5, "unet": 3, "cteacher": 4, "cunet": 3}  # checkpoints
 
     one = W.runs(None, part=False)                   # the same runs in this process (no process group)
     ref = W.weights(one)
-    for name in ("teacher", "dmd", "unet"):
+    for name in NAMES:
         full = load_weights(tmp_path / f"{name}-full", name)
         part = load_weights(tmp_path / f"{name}-part", name)
         assert all(torch.equal(full[k], part[k]) for k in full), f"{name}: resumed != uninterrupted"
@@ -85,7 +87,8 @@ def test_two_processes_match_one_and_resume_under_torchrun(tmp_path):
     assert max((full[k] - one_res[k]).abs().max().item() for k in full) < 1e-4
     # the logged losses are the global batch's means; evaluations and log points are the same
     assert first["teacher_losses"] == pytest.approx(one["teacher"].losses, rel=1e-5)
-    for key, r in (("dmd_logs", one["dmd"]), ("unet_logs", one["unet"])):
+    assert first["cteacher_losses"] == pytest.approx(one["cteacher"].losses, rel=1e-5)
+    for key, r in (("dmd_logs", one["dmd"]), ("unet_logs", one["unet"]), ("cunet_logs", one["cunet"])):
         for k, log in first[key].items():
             if k == "eval":
                 assert [e["iteration"] for e in log] == [e["iteration"] for e in r.logs[k]]

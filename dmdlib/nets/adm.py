@@ -384,13 +384,16 @@ class ADMUNet(nn.Module):
         return self.out_conv(F.silu(self.out_norm(x)))
 
 
-def load_edm_state_dict(path, model: nn.Module, map_location="cpu") -> nn.Module:
+def load_edm_state_dict(path, model: nn.Module, map_location="cpu", assign: bool = False) -> nn.Module:
     """Load a plain EDM/DMD2 state dict (``.pt`` or ``.safetensors``) strictly into ``model``; return it.
 
     ``model`` is an :class:`ADMUNet` or a wrapper keeping it as ``.model``
     (:class:`~dmdlib.precond.EDMPrecond`); keys may carry the 'model.' prefix or not.
     ``.pt`` files are read with ``torch.load(weights_only=True)``: no code is
     unpickled. For EDM ``.pkl`` snapshots see the module docstring.
+    ``assign=True`` makes the file's tensors (cast to the model's dtypes) the
+    model's own instead of copying them, so ``model`` may be built on the
+    ``meta`` device (no memory, no initial draws) as :func:`load_imagenet64` does.
     """
     path = os.fspath(path)
     if path.endswith(".pkl"):
@@ -429,5 +432,50 @@ def load_edm_state_dict(path, model: nn.Module, map_location="cpu") -> nn.Module
         raise RuntimeError(f"{path} does not match {type(model).__name__}:"
                            + listing("missing keys", missing) + listing("unexpected keys", unexpected)
                            + listing("shape mismatches", wrong_shape))
-    model.load_state_dict(state, strict=True)
+    if assign:
+        state = {k: v.to(target[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=assign)
     return model
+
+
+def load_imagenet64(path, device="cpu", config=None) -> nn.Module:
+    """The conditional ImageNet-64 teacher ``EDMPrecond(ADMUNet(**IMAGENET64_UNET.kwargs()))``, weights from ``path``.
+
+    ``config`` (a :class:`~dmdlib.presets.UNetConfig`) replaces IMAGENET64_UNET (tests use a tiny one).
+
+    The network is EDM's ImageNet-64 ADM (:data:`dmdlib.presets.IMAGENET64_UNET`:
+    192 channels, 1000 classes, 295,899,267 parameters, sigma_data 0.5), in
+    evaluation mode on ``device``; call it as ``D(x, sigma, labels)`` with
+    x [batch, 3, 64, 64] in [-1, 1] and one-hot labels [batch, 1000]. The
+    weights are loaded strictly by :func:`load_edm_state_dict`: a missing,
+    unexpected or wrongly shaped entry raises a RuntimeError listing them.
+
+    What to supply: a plain state dict (name -> tensor) of that network, as
+    ``.safetensors`` or as a ``.pt`` written by ``torch.save`` (read with
+    ``torch.load(weights_only=True)``), with EDM's parameter names, with or
+    without the ``model.`` prefix. Two sources fit:
+
+    * EDM's ``edm-imagenet-64x64-cond-adm.pkl`` (NVlabs/edm): the ``'ema'``
+      entry of that pickle is EDM's preconditioned network;
+    * DMD2's ImageNet-64 generator (tianweiy/DMD2), an EDM-preconditioned
+      network of the same architecture: keep only the generator's entries
+      (not a fake score's or a GAN classifier's) and strip any prefix a
+      training wrapper added, so that the names are EDM's (``model.<...>``
+      or without ``model.``).
+
+    How to convert (once, outside dmdlib, which never unpickles files): in a
+    checkout of the code that wrote the file (EDM's ``dnnlib`` and
+    ``torch_utils`` must be importable to unpickle an EDM ``.pkl``), load the
+    snapshot, take the network (``['ema']`` for EDM), move it to the CPU in
+    float32, take its ``state_dict()`` and save that dictionary of tensors
+    with ``safetensors.torch.save_file`` (or ``torch.save``); see also the
+    module docstring. Only unpickle files from a source you trust.
+    """
+    from ..precond import EDMPrecond
+    from ..presets import IMAGENET64_UNET
+
+    cfg = IMAGENET64_UNET if config is None else config
+    with torch.device("meta"):   # no 1.2 GB of initial draws: the file provides every tensor
+        net = EDMPrecond(ADMUNet(**cfg.kwargs()))
+    load_edm_state_dict(path, net, map_location=device, assign=True)
+    return net.eval().requires_grad_(False)
