@@ -34,8 +34,8 @@ import numpy as np
 KINDS = ("auto", "vectors", "images")
 KEYS = ("z", "phi_1", "phi_8", "g")
 TITLES = {"z": "noise $z$", "phi_1": r"teacher $\Phi_1(z)$", "phi_8": r"teacher $\Phi_8(z)$", "g": r"student $G(z)$"}
-PCA_STYLE = {"phi_8": ("o", "black", "#bbbbbb"), "phi_1": ("^", "tab:blue", "#c6dbef"),
-             "g": ("s", "tab:red", "#fcbba1")}   # marker, highlight colour, background colour
+PCA_STYLE = {"phi_8": ("o", "black", "#9a9a9a"), "phi_1": ("^", "tab:blue", "#9ecae1"),
+             "g": ("s", "tab:red", "#fc9272")}   # marker, highlight colour, background colour
 _ids = itertools.count(1)
 
 
@@ -110,7 +110,8 @@ def _lim(*arrays, dims=(0, 1)):
 
 
 def _to_png(fig, dpi: float, colors: int) -> bytes:
-    """The figure as a palette PNG (quantised to ``colors`` colours: small, enough for these plots)."""
+    """The figure as a palette PNG: ``colors`` colours by octree quantisation without dithering, which keeps the
+    few saturated colours of the highlights exact (median cut merges them into greys) and the file small."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
@@ -119,7 +120,8 @@ def _to_png(fig, dpi: float, colors: int) -> bytes:
     canvas.draw()
     img = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     buf = io.BytesIO()
-    img.quantize(colors=colors).save(buf, format="PNG", optimize=True)
+    img = img.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
@@ -171,7 +173,7 @@ class SeedExplorer:
         for row, s in zip(axes, seeds):
             for ax, key in zip(row[:4], KEYS):
                 if st.kind == "vectors":
-                    ax.scatter(a[key][bg, 0], a[key][bg, 1], s=1.5, c="#bdbdbd", linewidths=0)
+                    ax.scatter(a[key][bg, 0], a[key][bg, 1], s=3, c="#9a9a9a", linewidths=0)
                     ax.scatter(a[key][s, 0], a[key][s, 1], s=30, c="tab:red", edgecolors="black", linewidths=0.7)
                     lim = z_lim if key == "z" else out_lim
                     ax.set_xlim(*lim)
@@ -183,7 +185,7 @@ class SeedExplorer:
                               interpolation="nearest")
             ax = row[4]
             for key in ("phi_8", "phi_1", "g"):
-                ax.scatter(st.pca[key][bg, 0], st.pca[key][bg, 1], s=1.5, c=PCA_STYLE[key][2], linewidths=0)
+                ax.scatter(st.pca[key][bg, 0], st.pca[key][bg, 1], s=3, c=PCA_STYLE[key][2], linewidths=0)
             trip = np.stack([st.pca["phi_1"][s], st.pca["phi_8"][s], st.pca["g"][s]])
             ax.plot(trip[:, 0], trip[:, 1], c="black", lw=0.8)
             for key in ("phi_8", "phi_1", "g"):
@@ -205,13 +207,17 @@ class SeedExplorer:
         axes[0, 4].set_title("PCs of $\\Phi_8$: \u25cf $\\Phi_8$ \u25b2 $\\Phi_1$ \u25a0 $G$", fontsize=7, pad=3)
         return fig
 
-    def png(self, label: str, seeds, dpi: float = 60, colors: int = 32, **kw) -> bytes:
-        """:meth:`figure` as palette-PNG bytes (``kw`` goes to :meth:`figure`)."""
+    def png(self, label: str, seeds, dpi: float = 60, colors: int | None = None, **kw) -> bytes:
+        """:meth:`figure` as palette-PNG bytes (``kw`` goes to :meth:`figure`); ``colors`` defaults to 16 for
+        vectors (flat colours) and 64 for images (grey levels)."""
+        if colors is None:
+            st = self.students.get(label)
+            colors = 64 if st is not None and st.kind == "images" else 16
         return _to_png(self.figure(label, seeds, **kw), dpi, colors)
 
     # ------------------------------------------------------------------ the static view
 
-    def html(self, dpi: float = 60, background: int = 300) -> str:
+    def html(self, dpi: float = 60, background: int = 200) -> str:
         """The static explorer: one ``<details>`` per student (the first open) with a PNG of its first n_seeds seeds."""
         parts = []
         for i, (label, st) in enumerate(self.students.items()):
@@ -247,7 +253,7 @@ class SeedExplorer:
             sl.max = self.students[dd.value].n - 1       # may clamp sl.value, which redraws once more
             if self.current != (dd.value, sl.value):
                 self.current = (dd.value, sl.value)
-                img.value = self.png(dd.value, sl.value, dpi=dpi, colors=64, width=11.0, row_height=2.3)
+                img.value = self.png(dd.value, sl.value, dpi=dpi, width=11.0, row_height=2.3)
 
         dd.observe(redraw, "value")
         sl.observe(redraw, "value")
