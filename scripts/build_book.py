@@ -233,7 +233,10 @@ def reproducibility_page(rows: list, preset: str, build_git: dict) -> str:
              "executed notebook and its `metrics.json`) or executed during the build. The table reads each "
              "chapter's `metrics.json`. A result is *stale* when the code or markdown of its notebook, a dmdlib "
              "module it loaded, or `requirements.txt` differs from the hashes its `metrics.json` records; "
-             "*unverified* when it records no such hashes (written before they were recorded); *fresh* otherwise.",
+             "*unverified* when it records no such hashes (written before they were recorded); *fresh* otherwise. "
+             "The wall time is that of the execution that wrote the result: an execution reloads the runs it "
+             "finds finished in its output folder instead of retraining them, so it is the cost of training only "
+             "when the chapter's log says 'trained now' (the first executions' times are in the README).",
              "",
              "| chapter | page from | preset | hardware | seed | wall time | commit | dirty | result |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
