@@ -282,6 +282,53 @@ def stage_claims(stage: Path, preset: str, rows: list, in_book) -> bool:
     return True
 
 
+HEADLINE_SLOT = "<!-- headline-figure -->"
+# the landing page's headline: (chapter, cell id, its n-th image output, what it shows); taken from the chapter's
+# executed notebook in this build (the committed result or a fresh execution), never drawn by hand
+HEADLINE = (("01_lowdim_remapping", "cell-09", 0, "In two dimensions the student remaps: the chessboard's seeds "
+             "$z$, the teacher $\\Phi_8(z)$, its one-step start $\\Phi_1(z)$ and the student $G(z)$, each seed in "
+             "the same colour in every panel (chapter 01, paper Fig. 2)."),
+            ("02_mnist_copying", "cell-13", 0, "On MNIST the student copies: for the same seeds, the teacher's "
+             "$\\Phi_1$, $\\Phi_8$ and many-step outputs, and the student $G$ (chapter 02, paper Fig. 1, top)."))
+
+
+def _png_output(nb: dict, cell_id: str, index: int):
+    """The ``index``-th PNG output (base64) of the cell ``cell_id`` of an executed notebook; None if absent."""
+    for cell in nb.get("cells", []):
+        if cell.get("id") == cell_id:
+            pngs = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+            return pngs[index] if -len(pngs) <= index < len(pngs) else None
+    return None
+
+
+def stage_headline(stage: Path, preset: str) -> bool:
+    """Put the headline figures (:data:`HEADLINE`) into the staged landing page in place of its slot.
+
+    Each image is copied from the staged, executed notebook of its chapter into ``book/`` of the staged book;
+    a chapter without outputs in this build (unexecuted, placeholder) gets a sentence instead. False when the
+    staged page has no slot.
+    """
+    import base64
+
+    page = stage / INTRO_PAGE
+    text = page.read_text(encoding="utf-8") if page.is_file() else ""
+    if HEADLINE_SLOT not in text:
+        return False
+    parts = []
+    for stem, cell_id, index, caption in HEADLINE:
+        nb_path = stage / "notebooks" / f"{stem}.ipynb"
+        png = _png_output(json.loads(nb_path.read_text(encoding="utf-8")), cell_id, index) if nb_path.is_file() else None
+        if png is None:
+            parts.append(f"*(Chapter `{stem}` has no executed result at preset `{preset}` in this build: no figure.)*")
+            continue
+        name = f"headline-{stem}.png"
+        (page.parent / name).write_bytes(base64.b64decode(png))
+        parts.append(f":::{{figure}} {name}\n:name: fig-headline-{stem[:2]}\n:width: 100%\n\n"
+                     f"{caption} Preset `{preset}`.\n:::")
+    page.write_text(text.replace(HEADLINE_SLOT, "\n\n".join(parts)), encoding="utf-8")
+    return True
+
+
 # ----------------------------------------------------------------------------- the build
 
 def present_notebooks(stage: Path) -> None:
@@ -390,6 +437,7 @@ def main(argv=None) -> int:
         rows.append((plan, json.loads(metrics.read_text(encoding="utf-8")) if metrics else None, source))
     (stage / REPRO_PAGE).write_text(reproducibility_page(rows, args.preset, git_state(ROOT)), encoding="utf-8")
     stage_claims(stage, args.preset, rows, [nb.stem for nb, _ in plans])
+    stage_headline(stage, args.preset)
     counts = {a: sum(p.action == a for p, _, _ in rows) for a in ACTIONS}
     print(f"[build_book] chapters: {counts['render']} rendered from results, {counts['execute']} executed, "
           f"{counts['placeholder']} placeholders, {counts['source']} unexecuted "

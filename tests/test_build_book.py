@@ -185,3 +185,28 @@ def test_dry_run_only_prints_the_plan(fake, capsys):
     assert fake.calls == [] and not fake.build.exists()
     log = capsys.readouterr().out
     assert "01_a: would render: fresh result" in log and "02_b: would placeholder: no result" in log
+
+
+def test_headline_figures_come_from_the_executed_notebooks(tmp_path):
+    """The landing page's headline images are the chapters' own outputs; a chapter without outputs says so."""
+    import base64
+
+    bb = load_build_book()
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / bb.INTRO_PAGE).write_text("# Intro\n\n" + bb.HEADLINE_SLOT + "\n\nrest\n")
+    stem, cell_id, index, _ = bb.HEADLINE[0]
+    outputs = [{"output_type": "display_data", "data": {"image/png": "x", "text/plain": "<Figure>"}}] * index \
+        + [{"output_type": "display_data", "data": {"image/png": png, "text/plain": "<Figure>"}}]
+    nb = {"cells": [{"cell_type": "code", "id": cell_id, "source": "", "metadata": {}, "outputs": outputs}]}
+    (tmp_path / "notebooks" / f"{stem}.ipynb").write_text(json.dumps(nb))
+    assert bb.stage_headline(tmp_path, "quick")
+    text = (tmp_path / bb.INTRO_PAGE).read_text()
+    assert bb.HEADLINE_SLOT not in text and "rest" in text
+    assert (tmp_path / "book" / f"headline-{stem}.png").read_bytes() == base64.b64decode(png)
+    assert f"{{figure}} headline-{stem}.png" in text
+    missing = bb.HEADLINE[1][0]
+    assert f"Chapter `{missing}` has no executed result" in text
+    (tmp_path / bb.INTRO_PAGE).write_text("# no slot\n")
+    assert not bb.stage_headline(tmp_path, "quick")
