@@ -903,13 +903,42 @@ def sweep_record(key: str, value: int, run: PairingRun) -> dict:
             "mean_dist_g_phi8": m["mean_dist_g_phi8"], "mean_dist_phi1_phi8": m["mean_dist_phi1_phi8"]}
 
 
+OFF_PLANE_MAX = 0.1   # a teacher whose samples lie farther from the board's plane (cells have side 1) failed
+
+
+def embedded_chessboard_fit(run: PairingRun, dim: int, embedding_seed: int = 0) -> dict:
+    """How well the samples of an ambient-dimension point sit on the embedded chessboard (notebook 06).
+
+    For the data, the teacher's distribution (``ref``), Phi_K and the student: the fraction of samples on
+    a black cell of the board in the embedding plane (:func:`dmdlib.data.toy.support_fraction`), and the
+    mean distance from the plane (the noise the network left in the d - 2 empty directions; 0 for data).
+    ``teacher_ok``: the teacher's distribution lies within :data:`OFF_PLANE_MAX` (a tenth of a board
+    cell) of the plane on average. Where it does not, every pairing costs about the same (the residual
+    noise dominates the distances), Delta_E and its random level both shrink, and the point says nothing
+    about the pairing on the board; the fit gate cannot see this, since it compares the student with that
+    same noisy teacher.
+    """
+    from .data.toy import orthogonal_embedding
+
+    e = orthogonal_embedding(dim, embedding_seed).double()
+    out = {}
+    for name in ("data", "ref", "phi_8", "g"):
+        x = run.samples[name].double()
+        off = x - (x @ e) @ e.T
+        out[name] = {"support": support_fraction("chessboard", x, embedding="orthogonal", embedding_seed=embedding_seed),
+                     "off_plane": float(off.norm(dim=1).mean())}
+    out["teacher_ok"] = out["ref"]["off_plane"] <= OFF_PLANE_MAX
+    return out
+
+
 def copying_onset(points: list, key: str) -> Optional[int]:
     """The smallest dimension from which every point of the sweep (sorted by ``key``) is converged and copies;
-    None when the largest point does not (no onset within the sweep)."""
+    None when the largest point does not (no onset within the sweep). A point whose record says
+    ``teacher_ok: False`` is no result and ends the run of copying points like an unconverged one."""
     pts = sorted(points, key=lambda p: p[key])
     onset = None
     for p in reversed(pts):
-        if p.get("converged") and p["regime"] == "copies":
+        if p.get("converged") and p.get("teacher_ok", True) and p["regime"] == "copies":
             onset = p[key]
         else:
             break

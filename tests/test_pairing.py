@@ -126,3 +126,19 @@ def test_imagenet64_section_with_weights(tmp_path):
     assert _interval_keys(out["delta_e"]) and _interval_keys(out["start"])
     assert set(out["references"]) == {"start", "random"}
     assert out["samples"]["$G$"].shape == (3, 3, 8, 8)
+
+
+def test_embedded_chessboard_fit_sees_noise_left_off_the_plane():
+    spec = pl.embedded_chessboard_spec(8, 0.8, embedding_seed=1)
+    x = spec.images(400, torch.Generator().manual_seed(0))
+    run = pl.PairingRun("c", None, None, None, samples={n: x for n in ("data", "ref", "phi_8", "g")})
+    fit = pl.embedded_chessboard_fit(run, 8, embedding_seed=1)
+    assert fit["teacher_ok"] and fit["ref"]["support"] == 1.0 and fit["ref"]["off_plane"] < 1e-5
+    noisy = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    run.samples["ref"] = noisy
+    fit = pl.embedded_chessboard_fit(run, 8, embedding_seed=1)
+    assert not fit["teacher_ok"] and fit["ref"]["off_plane"] > pl.OFF_PLANE_MAX
+    # a point whose teacher failed is no result: it ends a run of copying points
+    pts = [{"d": 2, "converged": True, "regime": "copies"},
+           {"d": 4, "converged": True, "regime": "copies", "teacher_ok": False}]
+    assert pl.copying_onset(pts, "d") is None
