@@ -281,8 +281,7 @@ def run_pairing(spec: DataSpec, p, output_root, seed: int = 0, device="auto", re
     (``spec.label_dim > 0``) every seed carries a uniform label, the same for
     teacher and student.
     """
-    p_dev = resolve_device(device) if isinstance(device, str) else device
-    dev = p_dev
+    dev = resolve_device(device) if isinstance(device, str) else device
     distance = w2_squared if distance is None else distance
     dn = distance_name
     root = Path(output_root)
