@@ -757,7 +757,7 @@ def mnist_student_eval(ev: MnistEval, generator, logs: dict, gates=None) -> dict
 # chessboard (notebook 06), conditional data (notebook 07)
 
 def manifold_spec(latent_dim: int, resolution: int, num_classes: int = 0, manifold_seed: int = 0) -> DataSpec:
-    """MLP-manifold images (:class:`dmdlib.data.MLPManifold`) as a :class:`DataSpec`; one-hot labels when
+    """MLP-manifold images (:class:`dmdlib.data.manifold.MLPManifold`) as a :class:`DataSpec`; one-hot labels when
     ``num_classes`` > 0. sigma_data is the data set's std."""
     from .data.manifold import MLPManifold
 
@@ -838,7 +838,7 @@ def imagenet64_section(teacher_path="", student_path="", n_eval: int = 1000, n_s
 
     With no ``teacher_path``: ``{"status": "not supplied", "instructions": ...}`` (what to supply and how).
     Otherwise both networks are loaded strictly (:func:`dmdlib.nets.adm.load_imagenet64`; ``config`` replaces
-    :data:`dmdlib.presets.IMAGENET64_UNET`, for tests), the evaluation seeds are R sets of N with uniform one-hot
+    ``dmdlib.presets.IMAGENET64_UNET``, for tests), the evaluation seeds are R sets of N with uniform one-hot
     classes, and the result holds the start level Delta_E(Phi_K, Phi_1) and, with a student (used as
     G(z, c) = D(sigma_max z, sigma_max, c), DMD2's generator), its Delta_E interval with the start and
     random-pairing references; ``samples`` holds the first ``n_show`` images of each map. A supplied student
@@ -911,7 +911,7 @@ def embedded_chessboard_fit(run: PairingRun, dim: int, embedding_seed: int = 0) 
     For the data, the teacher's distribution (``ref``), Phi_K and the student: the fraction of samples on
     a black cell of the board in the embedding plane (:func:`dmdlib.data.toy.support_fraction`), and the
     mean distance from the plane (the noise the network left in the d - 2 empty directions; 0 for data).
-    ``teacher_ok``: the teacher's distribution lies within :data:`OFF_PLANE_MAX` (a tenth of a board
+    ``teacher_ok``: the teacher's distribution lies within ``OFF_PLANE_MAX`` (a tenth of a board
     cell) of the plane on average. Where it does not, every pairing costs about the same (the residual
     noise dominates the distances), Delta_E and its random level both shrink, and the point says nothing
     about the pairing on the board; the fit gate cannot see this, since it compares the student with that

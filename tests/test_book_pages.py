@@ -84,7 +84,11 @@ def test_pages_are_in_the_toc_and_the_intro_is_a_landing_page():
         assert page in files and (ROOT / f"{page}.md").exists(), page
     intro = (ROOT / "book" / "intro.md").read_text()
     assert "<!-- claims-table -->" in intro
-    assert intro.index("<!-- claims-table -->") < intro.index("\n## "), "the claims table goes near the top"
+    # the landing page reads: the question, the headline figures, the claims table, then the rest of the book
+    order = [intro.index(s) for s in ("## The question", "<!-- headline-figure -->", "<!-- claims-table -->",
+                                      "## What is in this book")]
+    assert order == sorted(order), "the question, the headline figures, then the claims table, before the contents"
+    assert intro.count("\n## ", 0, intro.index("<!-- claims-table -->")) <= 2, "the claims table goes near the top"
     assert len(intro.splitlines()) < 80, "long explanations belong on the background pages"
 
 

@@ -233,3 +233,36 @@ def test_recipe_constants_are_the_documented_ones():
     assert mf.GAIN == 1.5 and "GAIN = 1.5" in doc and mf.BIAS_STD == 0.5 and "BIAS_STD = 0.5" in doc
     assert mf.BLUR_PER_RES == 1 / 16 and "r / 16" in doc
     assert mf.CALIBRATION_N == 10_000 and "10,000 latents" in doc
+
+
+# ----------------------------------------------------------------------------- distance from the manifold
+
+def test_distance_is_zero_on_the_manifold_and_bounded_by_a_perturbation():
+    m = MLPManifold(latent_dim=2, resolution=8, num_classes=0, seed=0, hidden=64)
+    x, _ = m.sample(40, generator=g(11))
+    on = m.distance(x, bank=5000, steps=300)
+    assert on.shape == (40,) and float(on.max()) < 0.05 * float(x.flatten(1).norm(dim=1).mean())
+    eps = 0.3 * torch.randn(x.shape, generator=g(12))
+    off = m.distance(x + eps, bank=5000, steps=300)
+    # the nearest point is at most as far as the point the perturbation started from (up to the local search)
+    assert bool((off <= eps.flatten(1).norm(dim=1) + 1e-3).all())
+    # and most of an isotropic perturbation in 64 dimensions is normal to a 2-dimensional manifold
+    assert float(off.mean()) > 0.8 * float(eps.flatten(1).norm(dim=1).mean())
+
+
+def test_distance_uses_each_images_class():
+    m = MLPManifold(latent_dim=2, resolution=8, num_classes=3, seed=0, hidden=64)
+    x, y = m.sample(30, generator=g(13))
+    assert float(m.distance(x, y, bank=5000, steps=300).max()) < 0.2
+    wrong = (y + 1) % 3   # the stripe of another class is far from these images
+    assert float(m.distance(x, wrong, bank=5000, steps=300).min()) > 1.0
+
+
+def test_distance_errors():
+    m = MLPManifold(latent_dim=2, resolution=8, num_classes=0, seed=0, hidden=64)
+    with pytest.raises(ValueError, match="x must be a tensor of shape"):
+        m.distance(torch.zeros(3, 64))
+    with pytest.raises(ValueError, match="bank must be an integer"):
+        m.distance(torch.zeros(3, 1, 8, 8), bank=0)
+    with pytest.raises(ValueError, match="labels must be None"):
+        m.distance(torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long))

@@ -443,7 +443,7 @@ def load_imagenet64(path, device="cpu", config=None) -> nn.Module:
 
     ``config`` (a :class:`~dmdlib.presets.UNetConfig`) replaces IMAGENET64_UNET (tests use a tiny one).
 
-    The network is EDM's ImageNet-64 ADM (:data:`dmdlib.presets.IMAGENET64_UNET`:
+    The network is EDM's ImageNet-64 ADM (``dmdlib.presets.IMAGENET64_UNET``:
     192 channels, 1000 classes, 295,899,267 parameters, sigma_data 0.5), in
     evaluation mode on ``device``; call it as ``D(x, sigma, labels)`` with
     x [batch, 3, 64, 64] in [-1, 1] and one-hot labels [batch, 1000]. The

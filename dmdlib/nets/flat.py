@@ -10,7 +10,7 @@ from torch import nn
 class FlatNet(nn.Module):
     """F(x, noise_labels, class_labels) = net(x flattened, ...) reshaped back to ``x``'s shape.
 
-    Lets :class:`~dmdlib.nets.MLPNet` (vectors in R^dim) serve as the raw
+    Lets :class:`~dmdlib.nets.mlp.MLPNet` (vectors in R^dim) serve as the raw
     network of images [B, C, H, W] with C*H*W = dim, so that image data sets
     (the MLP manifold) run through the same EDM preconditioning, sampler and
     DMD loop as the UNet.
