@@ -930,6 +930,49 @@ def embedded_chessboard_fit(run: PairingRun, dim: int, embedding_seed: int = 0) 
     return out
 
 
+OFF_MANIFOLD_MAX = 0.5   # a teacher whose samples sit as far from the manifold as noise of half the data's std failed
+
+
+def manifold_fit(run: PairingRun, manifold, n: int = 250, seed: int = 0) -> dict:
+    """How well the samples of an MLP-manifold point sit on the manifold (notebooks 06 and 07).
+
+    For the data, the teacher's distribution (``ref``), Phi_K and the student: the mean distance of the
+    first ``n`` samples from the manifold (:meth:`dmdlib.data.manifold.MLPManifold.distance`, an upper
+    bound; with labels, from the manifold of each sample's class), and the same as an equivalent noise
+    level relative to the data: ``noise = distance / sqrt(D) / std``, the per-pixel standard deviation of
+    isotropic noise that would put data this far from a k-dimensional manifold in D >> k pixels, in units
+    of the data's std (0 for the data, about 1 for samples as noisy as the data is varied).
+    ``teacher_ok``: the teacher's distribution has ``noise`` <= :data:`OFF_MANIFOLD_MAX`. Where it has
+    not, the teacher did not learn the manifold (its samples are mostly noise around it), and the
+    point's Delta_E and fit say nothing about distilling a teacher of this data; the fit gate cannot see
+    this, since it compares the student with that same teacher.
+    """
+    dim = math.prod(manifold.image_shape)
+    labels = None
+    if run.labels is not None:
+        labels = run.labels[:n].argmax(1).to(manifold.device)
+    out = {}
+    for name in ("data", "ref", "phi_8", "g"):
+        x = run.samples[name][:n]
+        lab = labels
+        if name in ("data", "ref"):   # drawn with their own labels: measure against the nearest class
+            lab = None
+        d = _manifold_distance(manifold, x, lab, seed)
+        mean = float(d.mean())
+        out[name] = {"distance": mean, "noise": mean / math.sqrt(dim) / manifold.std}
+    out["teacher_ok"] = out["ref"]["noise"] <= OFF_MANIFOLD_MAX
+    return out
+
+
+def _manifold_distance(manifold, x, labels, seed):
+    """Distance from the manifold of each sample's class, or (labels None, conditional manifold) of the nearest class."""
+    if manifold.num_classes == 0 or labels is not None:
+        return manifold.distance(x, labels, seed=seed)
+    per_class = [manifold.distance(x, torch.full((x.shape[0],), c, dtype=torch.long), seed=seed)
+                 for c in range(manifold.num_classes)]
+    return torch.stack(per_class).min(0).values
+
+
 def copying_onset(points: list, key: str) -> Optional[int]:
     """The smallest dimension from which every point of the sweep (sorted by ``key``) is converged and copies;
     None when the largest point does not (no onset within the sweep). A point whose record says

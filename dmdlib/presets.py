@@ -12,7 +12,7 @@ variants. Nothing else in dmdlib or the notebooks hard-codes a setting.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 PRESET_NAMES = ("smoke", "quick", "paper")
@@ -321,10 +321,11 @@ MNIST_PRESETS = {
 class SweepPreset:
     """Notebook 06: where copying begins (an intrinsic-dimension and an ambient-dimension sweep).
 
-    ``manifold`` (a :class:`ToyPreset` for the MLP denoiser, or a
-    :class:`MnistPreset` for the ADM UNet; its ``dim`` and ``datasets`` are
-    unused) trains and evaluates every intrinsic-dimension point on
-    unconditional MLP-manifold images of ``resolution`` x ``resolution``;
+    ``manifold`` (a :class:`MnistPreset` for the ADM UNet, whose
+    ``unet.img_resolution`` must equal ``resolution``, or a :class:`ToyPreset`
+    for the MLP on the flattened image) trains and evaluates every
+    intrinsic-dimension point on unconditional MLP-manifold images of
+    ``resolution`` x ``resolution``;
     ``chessboard`` every ambient-dimension point (its ``dim`` is replaced by
     each d, its teacher's sigma_data by the chessboard's std in R^4 for every d).
     """
@@ -347,6 +348,7 @@ class SweepPreset:
         if min(self.ambient_dims) < 2:
             raise ValueError(f"SweepPreset.ambient_dims must be >= 2 (the chessboard is 2-D), got {self.ambient_dims}")
         _positive(self, "resolution")
+        _same_resolution(self)
 
 
 @dataclass(frozen=True)
@@ -354,7 +356,7 @@ class ConditioningPreset:
     """Notebook 07: conditional against unconditional students on MNIST and on the MLP manifold (paper Figs. 6-8)."""
     name: str
     mnist: MnistPreset
-    manifold: object                     # ToyPreset (MLP) or MnistPreset (UNet), as in SweepPreset
+    manifold: object                     # MnistPreset (UNet at `resolution`) or ToyPreset (MLP), as in SweepPreset
     manifold_dim: int = 16               # intrinsic dimension k of the manifold (paper: 16)
     resolution: int = 32                 # the manifold's image size
     num_classes: int = 10
@@ -370,38 +372,75 @@ class ConditioningPreset:
         _positive(self, "manifold_dim", "resolution", "num_classes", "n_per_class", "n_class_sets", "n_grid", "n_pca")
         if self.n_per_class < 2 or self.n_class_sets < 2:
             raise ValueError("ConditioningPreset: n_per_class and n_class_sets must be >= 2")
+        _same_resolution(self)
 
 
-_MANIFOLD_QUICK_NOTES = (" The manifold points use the toys' quick network and training (5 x 384 MLP on the flattened "
-                         "image, teacher 3000 iterations, DMD 4000 iterations at lr 2.5e-4), on 16 x 16 images "
-                         "(paper scale: 32 x 32 with the ADM UNet).")
+def _same_resolution(cfg):
+    unet = getattr(cfg.manifold, "unet", None)
+    if unet is not None and unet.img_resolution != cfg.resolution:
+        raise ValueError(f"{type(cfg).__name__}: manifold.unet.img_resolution ({unet.img_resolution}) must equal "
+                         f"resolution ({cfg.resolution}), the size of the manifold's images")
+
+
+def manifold_preset(base: MnistPreset, resolution: int, name: str, notes: str = "") -> MnistPreset:
+    """The MLP-manifold points' training and evaluation: ``base``'s ADM UNet at ``resolution`` (its attention
+    resolutions scaled with the image), its DMD and evaluation settings, and its teacher recipe counted in
+    iterations without snapshots (one teacher per point).
+
+    The toys' MLP is not used for these images: on 16 x 16 manifold images it denoised worse than the linear
+    (Wiener) filter below sigma = 1 even after 10,000 iterations, and its 8-step samples lay as far from the
+    manifold as the data's own spread (bench/calibration/README.md); the small UNet learned the manifold.
+    """
+    scale = resolution / base.unet.img_resolution   # attention at the same relative depth of the UNet
+    attn = tuple(int(a * scale) for a in base.unet.attn_resolutions)
+    return replace(base, name=name, unet=replace(base.unet, img_resolution=resolution, attn_resolutions=attn),
+                   teacher=replace(base.teacher, progress_unit="iter", snapshots=()), notes=notes)
+
+
+_MANIFOLD_QUICK_NOTES = (" The manifold points use chapter 02's quick MNIST network and training (the 83k-parameter "
+                         "ADM UNet: 8 base channels, mult [1,2,2], 1 block, attention at the second level; "
+                         "teacher 2000 iterations at batch 64, Adam lr 1e-3; DMD 2000 iterations at batch 32, AdamW "
+                         "lr 1e-4) on 8 x 8 images, so that six points fit the chapter's half hour (at 16 x 16 a "
+                         "point costs about twice as much; paper scale: 32 x 32 with the paper's ADM UNet); the fit "
+                         "gate compares with Phi_32.")
+_MANIFOLD_SMOKE = manifold_preset(
+    replace(MNIST_PRESETS["smoke"], unet=UNetConfig(img_resolution=8, model_channels=8, channel_mult=(1, 2),
+                                                    num_blocks=1, attn_resolutions=(4,)),
+            teacher=replace(MNIST_PRESETS["smoke"].teacher, iterations=20, checkpoint_every=10, log_every=5),
+            n_eval=64, n_sets=3),
+    8, "smoke")
 
 SWEEP_PRESETS = {
     "smoke": SweepPreset(
-        name="smoke", manifold=TOY_PRESETS["smoke"], chessboard=TOY_PRESETS["smoke"], intrinsic_dims=(1, 4),
+        name="smoke", manifold=_MANIFOLD_SMOKE, chessboard=TOY_PRESETS["smoke"], intrinsic_dims=(1, 4),
         resolution=8, ambient_dims=(2, 16),
-        notes="smoke: two intrinsic and two ambient dimensions with the toys' smoke settings; numbers are meaningless."),
+        notes=("smoke: two intrinsic and two ambient dimensions with the MNIST and toy smoke settings; numbers are "
+               "meaningless.")),
     "quick": SweepPreset(
-        name="quick", manifold=TOY_PRESETS["quick"], chessboard=TOY_PRESETS["quick"], resolution=16,
-        notes="quick: the toys' quick settings for every point." + _MANIFOLD_QUICK_NOTES),
+        name="quick", manifold=manifold_preset(MNIST_PRESETS["quick"], 8, "quick"), chessboard=TOY_PRESETS["quick"],
+        resolution=8,
+        notes="quick: the ambient points with the toys' quick settings (chapter 01)." + _MANIFOLD_QUICK_NOTES),
     "paper": SweepPreset(
-        name="paper", manifold=MNIST_PRESETS["paper"], chessboard=TOY_PRESETS["paper"], resolution=32,
+        name="paper", manifold=manifold_preset(MNIST_PRESETS["paper"], 32, "paper"), chessboard=TOY_PRESETS["paper"],
+        resolution=32,
         notes=("paper: the manifold points with MNIST's paper settings (ADM UNet at 32 x 32, EDM teacher, DMD 50k "
                "iterations at lr 2e-6); the ambient points with the toys' paper settings. Not run by us (GPU).")),
 }
 
 CONDITIONING_PRESETS = {
     "smoke": ConditioningPreset(
-        name="smoke", mnist=MNIST_PRESETS["smoke"], manifold=TOY_PRESETS["smoke"], manifold_dim=4, resolution=8,
+        name="smoke", mnist=MNIST_PRESETS["smoke"], manifold=_MANIFOLD_SMOKE, manifold_dim=4, resolution=8,
         n_per_class=8, n_class_sets=2, n_grid=8, n_pca=64,
-        notes="smoke: the MNIST and toy smoke settings; numbers are meaningless."),
+        notes="smoke: the MNIST smoke settings for both data sets; numbers are meaningless."),
     "quick": ConditioningPreset(
-        name="quick", mnist=MNIST_PRESETS["quick"], manifold=TOY_PRESETS["quick"], resolution=16,
+        name="quick", mnist=MNIST_PRESETS["quick"], manifold=manifold_preset(MNIST_PRESETS["quick"], 8, "quick"),
+        resolution=8,
         notes=("quick: MNIST with chapter 02's quick settings (16 x 16, 83k-parameter UNet, teacher 128 kimg, "
                "DMD 2000 iterations), the class label as the UNet's one-hot label input; the manifold (k = 16, "
-               "10 classes) on 16 x 16 images with the toys' quick MLP settings." )),
+               "10 classes) on 8 x 8 images with the same UNet and training (chapter 06's manifold points).")),
     "paper": ConditioningPreset(
-        name="paper", mnist=MNIST_PRESETS["paper"], manifold=MNIST_PRESETS["paper"], resolution=32,
+        name="paper", mnist=MNIST_PRESETS["paper"], manifold=manifold_preset(MNIST_PRESETS["paper"], 32, "paper"),
+        resolution=32,
         notes="paper: MNIST and the manifold at 32 x 32 with MNIST's paper settings. Not run by us (GPU)."),
 }
 

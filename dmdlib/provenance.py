@@ -6,8 +6,10 @@
 - ``notebook``: SHA-256 of the notebook's code and markdown cell sources
   (:func:`notebook_sha256`: not outputs, execution counts or metadata, and not
   papermill's injected-parameters cell), or None when the notebook is unknown;
-- ``dmdlib``: ``{"dmdlib/<module>.py": SHA-256 of the file's bytes}`` for every
-  dmdlib module loaded in the process when the metrics were written;
+- ``dmdlib``: ``{"dmdlib/<module>.py": code hash}`` for every dmdlib module
+  loaded in the process when the metrics were written; the code hash
+  (:func:`code_sha256`) is the SHA-256 of the module's syntax tree without its
+  docstrings, so comments, docstrings and layout do not count, code does;
 - ``requirements``: SHA-256 of ``requirements.txt`` (None without one).
 
 A notebook names itself to ``write_metrics`` through its ``notebook``
@@ -20,7 +22,7 @@ the repository. A result is
 
 - **stale** when its ``sources`` differ from the current files: the
   notebook's code or markdown changed (or the notebook is gone), a recorded
-  dmdlib module's bytes changed or the module is gone, or ``requirements.txt``
+  dmdlib module's code changed or the module is gone, or ``requirements.txt``
   changed (appeared, disappeared); the reasons name each such file. Outputs,
   execution counts, cell metadata (tags) and dmdlib modules the run did not
   load do not count. A ``metrics.json`` that is not readable JSON is stale.
@@ -31,6 +33,7 @@ the repository. A result is
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -54,6 +57,24 @@ def file_sha256(path) -> str:
     return sha256_bytes(Path(path).read_bytes())
 
 
+def code_sha256(path) -> str:
+    """SHA-256 of a Python file's code: its syntax tree (``ast.dump``, no line numbers) with every module,
+    class and function docstring removed. Comments, docstrings, blank lines and formatting do not change it;
+    any change to what runs does. A file that does not parse hashes as its bytes."""
+    data = Path(path).read_bytes()
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError):
+        return sha256_bytes(data)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return sha256_bytes(ast.dump(tree, include_attributes=False).encode("utf-8"))
+
+
 def notebook_sha256(path) -> str:
     """SHA-256 of a notebook's code and markdown cell sources, in order.
 
@@ -74,7 +95,7 @@ def notebook_sha256(path) -> str:
 
 
 def loaded_modules(modules: Optional[Mapping] = None, package_dir=PACKAGE_DIR) -> dict:
-    """``{"dmdlib/<path>.py": sha256}`` for every module in ``modules`` (default ``sys.modules``) whose file is
+    """``{"dmdlib/<path>.py": code_sha256}`` for every module in ``modules`` (default ``sys.modules``) whose file is
     under ``package_dir``; the keys are relative to the package's parent (the repository root), sorted."""
     package_dir = Path(package_dir).resolve()
     modules = sys.modules if modules is None else modules
@@ -85,7 +106,7 @@ def loaded_modules(modules: Optional[Mapping] = None, package_dir=PACKAGE_DIR) -
             continue
         p = Path(f).resolve()
         if p.is_file() and p.is_relative_to(package_dir):
-            out[p.relative_to(package_dir.parent).as_posix()] = file_sha256(p)
+            out[p.relative_to(package_dir.parent).as_posix()] = code_sha256(p)
     return dict(sorted(out.items()))
 
 
@@ -158,8 +179,8 @@ def staleness(metrics_path, notebook_path, root=None) -> tuple:
         p = root / rel
         if not p.is_file():
             changed.append(f"{rel}: removed")
-        elif file_sha256(p) != digest:
-            changed.append(f"{rel}: changed")
+        elif code_sha256(p) != digest:
+            changed.append(f"{rel}: code changed")
     req = root / "requirements.txt"
     now = file_sha256(req) if req.is_file() else None
     if now != src.get("requirements"):

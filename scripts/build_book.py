@@ -231,8 +231,9 @@ def reproducibility_page(rows: list, preset: str, build_git: dict) -> str:
              f"`{(commit or 'unknown')[:12]}`" + (" with uncommitted changes" if build_git.get("dirty") else "")
              + ". Each chapter is either rendered from its committed result (`results/<preset>/<chapter>/`: the "
              "executed notebook and its `metrics.json`) or executed during the build. The table reads each "
-             "chapter's `metrics.json`. A result is *stale* when the code or markdown of its notebook, a dmdlib "
-             "module it loaded, or `requirements.txt` differs from the hashes its `metrics.json` records; "
+             "chapter's `metrics.json`. A result is *stale* when the code or markdown of its notebook, the code of a "
+             "dmdlib module it loaded (docstrings and comments do not count), or `requirements.txt` differs from "
+             "the hashes its `metrics.json` records; "
              "*unverified* when it records no such hashes (written before they were recorded); *fresh* otherwise. "
              "The wall time is that of the execution that wrote the result: an execution reloads the runs it "
              "finds finished in its output folder instead of retraining them, so it is the cost of training only "

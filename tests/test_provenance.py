@@ -73,7 +73,7 @@ def repo(tmp_path):
     r = tmp_path / "repo"
     for name in ("__init__.py", "a.py", "b.py"):
         (r / "dmdlib").mkdir(parents=True, exist_ok=True)
-        (r / "dmdlib" / name).write_text(f"# {name}\n")
+        (r / "dmdlib" / name).write_text(f'"""{name}"""\n# a comment\nx = 1\n')
     (r / "requirements.txt").write_text("torch==2.13.0\n")
     nb = _write(r / "notebooks" / "01_x.ipynb", _nb(SOURCE_CELLS))
     (tmp_path / "elsewhere.py").write_text("")
@@ -89,7 +89,7 @@ def repo(tmp_path):
 
 def test_sources_record_loaded_package_modules_only(repo):
     assert set(repo.sources["dmdlib"]) == {"dmdlib/__init__.py", "dmdlib/a.py"}
-    assert repo.sources["dmdlib"]["dmdlib/a.py"] == pv.file_sha256(repo.root / "dmdlib" / "a.py")
+    assert repo.sources["dmdlib"]["dmdlib/a.py"] == pv.code_sha256(repo.root / "dmdlib" / "a.py")
     assert repo.sources["requirements"] == pv.file_sha256(repo.root / "requirements.txt")
     assert repo.sources["notebook"] == pv.notebook_sha256(repo.nb)
 
@@ -112,9 +112,25 @@ def test_changed_code_cell_is_stale_and_named(repo):
         "stale", ["notebooks/01_x.ipynb: code or markdown changed"])
 
 
+def test_docstrings_comments_and_layout_do_not_count(repo):
+    (repo.root / "dmdlib" / "a.py").write_text('"""a.py, its docstring reworded."""\n\n# another comment\nx  =  1\n')
+    assert pv.staleness(repo.metrics, repo.nb, root=repo.root) == ("fresh", [])
+    f = repo.root / "dmdlib" / "f.py"
+    f.write_text('def f(a):\n    """Doc."""\n    return a  # c\n')
+    g = pv.code_sha256(f)
+    f.write_text('def f(a):\n    """Other words,\n    two lines."""\n\n    return a\n')
+    assert pv.code_sha256(f) == g
+    f.write_text('def f(a):\n    """Doc."""\n    return a + 0\n')
+    assert pv.code_sha256(f) != g
+    f.write_text('def f(a):\n    return "Doc."\n')   # a string that is code, not a docstring, counts
+    assert pv.code_sha256(f) != g
+    f.write_text("def f(:\n")                           # a file that does not parse: its bytes
+    assert pv.code_sha256(f) == pv.file_sha256(f)
+
+
 def test_changed_or_removed_loaded_module_is_stale_and_named(repo):
-    (repo.root / "dmdlib" / "a.py").write_text("# a.py, edited\n")
-    assert pv.staleness(repo.metrics, repo.nb, root=repo.root) == ("stale", ["dmdlib/a.py: changed"])
+    (repo.root / "dmdlib" / "a.py").write_text("x = 2\n")
+    assert pv.staleness(repo.metrics, repo.nb, root=repo.root) == ("stale", ["dmdlib/a.py: code changed"])
     (repo.root / "dmdlib" / "a.py").unlink()
     (repo.root / "requirements.txt").write_text("torch==2.14.0\n")
     assert pv.staleness(repo.metrics, repo.nb, root=repo.root) == (
@@ -135,8 +151,8 @@ def test_unrecorded_notebook_is_unverified_unless_something_changed(repo):
     _write(repo.metrics, m)
     assert pv.staleness(repo.metrics, repo.nb, root=repo.root) == (
         "unverified", ["notebooks/01_x.ipynb: its sources were not recorded"])
-    (repo.root / "dmdlib" / "__init__.py").write_text("# edited\n")
-    assert pv.staleness(repo.metrics, repo.nb, root=repo.root) == ("stale", ["dmdlib/__init__.py: changed"])
+    (repo.root / "dmdlib" / "__init__.py").write_text("x = 3\n")
+    assert pv.staleness(repo.metrics, repo.nb, root=repo.root) == ("stale", ["dmdlib/__init__.py: code changed"])
 
 
 def test_unreadable_or_missing_metrics(repo):
@@ -157,7 +173,7 @@ def test_write_metrics_records_sources_of_this_process(tmp_path):
     src = m["sources"]
     assert src["notebook"] == pv.notebook_sha256(nb)
     for rel in ("dmdlib/pipeline.py", "dmdlib/provenance.py", "dmdlib/__init__.py"):
-        assert src["dmdlib"][rel] == pv.file_sha256(ROOT / rel)
+        assert src["dmdlib"][rel] == pv.code_sha256(ROOT / rel)
     assert src["requirements"] == pv.file_sha256(ROOT / "requirements.txt")
     assert pv.staleness(tmp_path / "metrics.json", nb, root=ROOT) == ("fresh", [])
 
