@@ -298,14 +298,16 @@ def judge_conditional(m: dict) -> tuple:
 def judge_intrinsic(m: dict) -> tuple:
     """Claim 9 (our extension, no paper claim): Delta_E across the data's intrinsic dimension k, and the smallest
     k from which every student copies by the rule of claim 2. Measured, not judged: "extension (no paper
-    claim)" when every student converged, else not run at this scale."""
+    claim)" when every student converged and every teacher learned the manifold (``teacher_ok``, when
+    recorded), else not run at this scale."""
     records = _get(m, "intrinsic")
     if not isinstance(records, list) or not records:
         raise ResultError("result key `intrinsic` holds no records")
     rows = []
     for i, _ in enumerate(records):
         rec = _record(m, "intrinsic", i)
-        rows.append((_num(m, "intrinsic", i, "intrinsic_dim"), rec, _converged(m, "intrinsic", i),
+        taught = records[i].get("teacher_ok", True) is not False   # a teacher that did not learn the manifold: no result
+        rows.append((_num(m, "intrinsic", i, "intrinsic_dim"), rec, _converged(m, "intrinsic", i) and taught,
                      _copies(rec, _record(m, "intrinsic", i, "references", "random"))))
     rows.sort(key=lambda t: t[0])
     (k0, r0, _, _), (k1, r1, _, _) = rows[0], rows[-1]

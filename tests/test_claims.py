@@ -119,13 +119,14 @@ def ch07(cond=0.001, uncond=0.01, conv_cond=True, conv_uncond=True, manifold=Tru
     return {"preset": "quick", "records": records}
 
 
-def ch06(values=(5.0, 1.0, 0.01, 0.005), conv=(True, True, True, True)):
+def ch06(values=(5.0, 1.0, 0.01, 0.005), conv=(True, True, True, True), taught=None):
     ks = (1, 4, 16, 32)
+    taught = (None,) * 4 if taught is None else taught   # None: a record without the on-manifold check
     return {"preset": "quick", "intrinsic": [
         {"intrinsic_dim": k, **rec(d, d * 0.9, d * 1.1, c),
          "references": {"start": rec(0.001, 0.0, 0.002), "random": rec(3.0, 2.9, 3.1),
-                        "reproducibility": rec(0.0, 0.0, 0.0)}}
-        for k, d, c in list(zip(ks, values, conv))[::-1]]}
+                        "reproducibility": rec(0.0, 0.0, 0.0)}, **({} if t is None else {"teacher_ok": t})}
+        for k, d, c, t in list(zip(ks, values, conv, taught))[::-1]]}
 
 
 NR, R, NOT = "not run at this scale", "reproduced", "not reproduced"
@@ -171,6 +172,8 @@ NR, R, NOT = "not run at this scale", "reproduced", "not reproduced"
      "copying from k = 16 on"),                                            # the onset: every k above it copies
     ("intrinsic-dimension", ch06(values=(5.0, 4.0, 3.0, 2.0)), "extension (no paper claim)", "no k copies"),
     ("intrinsic-dimension", ch06(conv=(True, False, True, True)), NR, "3 of 4"),
+    ("intrinsic-dimension", ch06(taught=(True, True, False, True)), NR, "3 of 4"),   # a teacher missed the manifold
+    ("intrinsic-dimension", ch06(taught=(True,) * 4), "extension (no paper claim)", "copying from k = 16 on"),
 ])
 def test_every_verdict_branch(claim, metrics, verdict, text):
     ours, conv, v = cl.claim_row(CLAIM[claim], metrics)
