@@ -954,7 +954,7 @@ def manifold_fit(run: PairingRun, manifold, n: int = 250, seed: int = 0) -> dict
     out = {}
     for name in ("data", "ref", "phi_8", "g"):
         x = run.samples[name][:n]
-        lab = labels
+        lab = None if labels is None else labels[:x.shape[0]]   # the first set's seeds, as many as samples
         if name in ("data", "ref"):   # drawn with their own labels: measure against the nearest class
             lab = None
         d = _manifold_distance(manifold, x, lab, seed)

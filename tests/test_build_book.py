@@ -162,7 +162,7 @@ def test_default_build_executes_only_stale_and_missing(fake, capsys):
     assert nb_env["01_a"] == str((fake.root / "notebooks" / "01_a.ipynb").resolve())   # the kernel is told its notebook
     assert not (fake.root / "results" / "smoke" / "02_b").exists()  # nothing written back without --results-dir
     log = capsys.readouterr().out
-    assert "01_a: executing" in log and "stale result (dmdlib/a.py: changed)" in log
+    assert "01_a: executing" in log and "stale result (dmdlib/a.py: code changed)" in log
     staged = _staged(fake, "smoke", "03_c")                        # unverified: rendered, with a note
     assert "unverified" in staged["cells"][1]["source"] and staged["cells"][2:] == _nb("03_c", True)["cells"][1:]
     repro = (fake.build / "book-smoke" / "book" / "reproducibility.md").read_text()

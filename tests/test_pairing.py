@@ -142,3 +142,19 @@ def test_embedded_chessboard_fit_sees_noise_left_off_the_plane():
     pts = [{"d": 2, "converged": True, "regime": "copies"},
            {"d": 4, "converged": True, "regime": "copies", "teacher_ok": False}]
     assert pl.copying_onset(pts, "d") is None
+
+
+def test_manifold_fit_uses_the_labels_of_the_first_set_only():
+    """Run labels cover all R*N evaluation seeds, samples the first N: the fit pairs them seed by seed."""
+    from dmdlib.data import MLPManifold
+    from dmdlib.labels import one_hot
+
+    man = MLPManifold(latent_dim=2, resolution=8, num_classes=3, seed=0)
+    x, lab = man.sample(12, torch.Generator().manual_seed(0))
+    labels = torch.cat([lab, torch.randint(0, 3, (24,), generator=torch.Generator().manual_seed(1))])
+    run = pl.PairingRun("m", None, None, None, samples={n: x for n in ("data", "ref", "phi_8", "g")},
+                        labels=one_hot(labels, 3))
+    fit = pl.manifold_fit(run, man, n=250)     # n above N: as many labels as samples
+    assert fit["teacher_ok"] and fit["g"]["noise"] < 1e-3 and fit["ref"]["noise"] < 1e-3
+    run.labels = one_hot((labels + 1) % 3, 3)   # the wrong class for every seed: off that class's manifold
+    assert pl.manifold_fit(run, man, n=250)["g"]["noise"] > 10 * fit["g"]["noise"]
