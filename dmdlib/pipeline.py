@@ -942,7 +942,7 @@ def manifold_fit(run: PairingRun, manifold, n: int = 250, seed: int = 0) -> dict
     level relative to the data: ``noise = distance / sqrt(D) / std``, the per-pixel standard deviation of
     isotropic noise that would put data this far from a k-dimensional manifold in D >> k pixels, in units
     of the data's std (0 for the data, about 1 for samples as noisy as the data is varied).
-    ``teacher_ok``: the teacher's distribution has ``noise`` <= :data:`OFF_MANIFOLD_MAX`. Where it has
+    ``teacher_ok``: the teacher's distribution has ``noise`` <= ``OFF_MANIFOLD_MAX``. Where it has
     not, the teacher did not learn the manifold (its samples are mostly noise around it), and the
     point's Delta_E and fit say nothing about distilling a teacher of this data; the fit gate cannot see
     this, since it compares the student with that same teacher.
