@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -118,6 +119,9 @@ class DataSpec:
     EDM preconditioning constant. ``tag`` names the data in run-folder names,
     ``data_id`` identifies it inside run folders (a run trained on other
     data is refused there). ``kind`` prefixes the run-folder names.
+    A spec pickles (for worker processes) when its ``sample`` does: the
+    ``*_spec`` constructors of this module use picklable samplers that carry
+    their data's exact tensors.
     """
     name: str
     shape: tuple
@@ -208,6 +212,62 @@ def train_spec_teacher(spec: DataSpec, p, root, seed: int = 0, device="cpu", pro
                          speed=accel.default_speed(dev), data_id=spec.data_id)
 
 
+def _train_teacher_in_worker(spec: DataSpec, p, root, seed: int, device: str, threads: int) -> str:
+    """One teacher in a worker process of :func:`train_spec_teachers` (``threads`` intra-op threads); returns its
+    run folder, where it leaves ``result.pt``."""
+    torch.set_num_threads(threads)
+    train_spec_teacher(spec, p, root, seed, device, progress_bar=False)
+    return str(spec_teacher_dir(spec, p, root, seed, device))
+
+
+def train_spec_teachers(spec: DataSpec, p, root, seeds, device="cpu", progress_bar: bool = True,
+                        parallel: Optional[bool] = None) -> list:
+    """The teachers of ``spec`` for several seeds (:func:`train_spec_teacher` for each), trained side by side on the CPU.
+
+    On a CPU the small networks of the quick presets use two intra-op threads
+    poorly: two teachers trained at the same time in two worker processes with
+    one thread each finish 1.85 times (8 x 8 manifold UNet, 2000 iterations)
+    and 1.56 times (toys' MLP, 2000 iterations) sooner than one after the
+    other with two threads (bench/bench_parallel_teachers.py on 2 cores; a
+    worker costs a few seconds to start, so short runs gain nothing). With
+    ``parallel`` (default: on a CPU with at least one thread per missing
+    teacher, when more than one teacher is missing) the missing teachers are
+    trained in spawned worker processes with ``torch.get_num_threads() //
+    len(missing)`` threads each; they write their run folders as
+    :func:`train_spec_teacher` does, and this process then reloads them. A
+    worker's teacher equals one trained here with the same number of threads.
+    ``spec`` must pickle (the ``*_spec`` constructors of this module make it
+    so; it travels with its data's exact tensors, so a worker trains on the
+    very same data). Teachers already finished are reloaded, never retrained.
+    """
+    dev = resolve_device(device) if isinstance(device, str) else device
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"train_spec_teachers: seeds must be distinct, got {seeds}")
+    missing = [s for s in seeds if not (spec_teacher_dir(spec, p, root, s, dev) / "result.pt").exists()]
+    if parallel is None:
+        parallel = dev.type == "cpu" and len(missing) > 1 and torch.get_num_threads() >= len(missing)
+    if parallel and len(missing) > 1:
+        if dev.type != "cpu":
+            raise ValueError(f"train_spec_teachers: parallel=True needs device 'cpu', got {dev}")
+        import multiprocessing as mp
+        import pickle
+
+        try:
+            pickle.dumps(spec)
+        except Exception as e:
+            raise ValueError(f"train_spec_teachers: parallel=True needs a picklable spec (its sample function must "
+                             f"pickle, as the *_spec constructors' samplers do); {spec.name!r}: {e}") from None
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, torch.get_num_threads() // len(missing))
+        with ProcessPoolExecutor(len(missing), mp_context=mp.get_context("spawn")) as pool:
+            for f in [pool.submit(_train_teacher_in_worker, spec, p, str(root), s, str(dev), threads)
+                      for s in missing]:
+                f.result()
+    return [train_spec_teacher(spec, p, root, s, dev, progress_bar) for s in seeds]
+
+
 def spec_student_dir(spec: DataSpec, p, root, seed: int = 0, device="cpu") -> Path:
     """The run folder of the student of ``spec``'s teacher; it holds ``result.pt`` once the student is finished."""
     tag = config_tag(f"{spec.kind}-student", spec_teacher_dir(spec, p, root, seed, device).name, p.dmd, p.k,
@@ -265,7 +325,7 @@ def _phi(net, z, k, labels, p, dev) -> torch.Tensor:
 
 def run_pairing(spec: DataSpec, p, output_root, seed: int = 0, device="auto", reference: bool = True,
                 curve: bool = False, distance: Optional[Callable] = None, distance_name: str = "w2sq",
-                progress_bar: bool = True) -> PairingRun:
+                progress_bar: bool = True, parallel: Optional[bool] = None) -> PairingRun:
     """Teacher, second teacher, student, and the full evaluation on any data set (notebooks 01, 06, 07).
 
     ``p`` supplies the training configurations (``teacher``, ``dmd``), the
@@ -279,14 +339,16 @@ def run_pairing(spec: DataSpec, p, output_root, seed: int = 0, device="auto", re
     ``distance`` (default: squared W2 by exact optimal transport) and the
     convergence verdict (:mod:`dmdlib.evaluation`). For conditional data
     (``spec.label_dim > 0``) every seed carries a uniform label, the same for
-    teacher and student.
+    teacher and student. ``parallel``: train the two teachers side by side
+    (:func:`train_spec_teachers`; default: on a CPU).
     """
     dev = resolve_device(device) if isinstance(device, str) else device
     distance = w2_squared if distance is None else distance
     dn = distance_name
     root = Path(output_root)
-    teacher = train_spec_teacher(spec, p, root, seed, dev, progress_bar)
-    teacher_2 = train_spec_teacher(spec, p, root, seed + 1, dev, progress_bar) if reference else None
+    teachers = train_spec_teachers(spec, p, root, [seed, seed + 1] if reference else [seed], dev, progress_bar,
+                                   parallel)
+    teacher, teacher_2 = teachers[0], (teachers[1] if reference else None)
     R, N = p.n_sets, p.n_eval
     z, labels, phi_8 = spec_eval_targets(spec, p, teacher, seed, dev)
     student = distill_spec(spec, p, teacher, root, z, phi_8, seed, dev, progress_bar, labels)
@@ -366,9 +428,12 @@ def toy_spec(dataset: str, p: ToyPreset) -> DataSpec:
     """A toy data set in R^{p.dim} (first two coordinates) as a :class:`DataSpec`."""
     if dataset not in TOY_DATASETS:
         raise ValueError(f"unknown toy data set {dataset!r}; allowed: {sorted(TOY_DATASETS)}")
-    return DataSpec(dataset, (p.dim,), lambda n, g, device="cpu": sample_toy(dataset, n, p.dim, generator=g,
-                                                                              device=device),
+    return DataSpec(dataset, (p.dim,), partial(_toy_sample, dataset, p.dim),
                     data_id=f"toy:{dataset}:dim={p.dim}", sigma_data=toy_sigma_data(p, dataset), tag=(dataset, p.dim))
+
+
+def _toy_sample(dataset: str, dim: int, n: int, generator, device="cpu") -> torch.Tensor:
+    return sample_toy(dataset, n, dim, generator=generator, device=device)
 
 
 def toy_teacher_dir(dataset: str, p: ToyPreset, root, seed: int = 0, device="cpu") -> Path:
@@ -762,31 +827,42 @@ def manifold_spec(latent_dim: int, resolution: int, num_classes: int = 0, manifo
     from .data.manifold import MLPManifold
 
     base = MLPManifold(latent_dim=latent_dim, resolution=resolution, num_classes=num_classes, seed=manifold_seed)
-    copies = {str(base.device): base}
-
-    def sample(n, generator, device="cpu"):
-        dev = str(generator.device) if generator is not None else str(torch.device(device))
-        if dev not in copies:   # the same fixed map, on another device
-            copies[dev] = MLPManifold(latent_dim, resolution, num_classes, manifold_seed).to(dev)
-        x, lab = copies[dev].sample(n, generator=generator)
-        x = x.to(device)
-        return x if num_classes == 0 else (x, one_hot(lab, num_classes).to(device))
-
     name = f"manifold-k{latent_dim}" + (f"-c{num_classes}" if num_classes else "")
-    return DataSpec(name, base.image_shape, sample, base.data_id, sigma_data=base.std, label_dim=num_classes,
-                    tag=("manifold", base.data_id), kind="manifold")
+    return DataSpec(name, base.image_shape, _ManifoldSampler(base), base.data_id, sigma_data=base.std,
+                    label_dim=num_classes, tag=("manifold", base.data_id), kind="manifold")
+
+
+class _ManifoldSampler:
+    """``DataSpec.sample`` of :func:`manifold_spec`: draws from one fixed :class:`MLPManifold` (picklable with it)."""
+
+    def __init__(self, base):
+        self.base = base
+        self.copies = {str(base.device): base}
+
+    def __call__(self, n, generator, device="cpu"):
+        from .data.manifold import MLPManifold
+
+        b = self.base
+        dev = str(generator.device) if generator is not None else str(torch.device(device))
+        if dev not in self.copies:   # the same fixed map, on another device
+            self.copies[dev] = MLPManifold(b.latent_dim, b.resolution, b.num_classes, b.seed).to(dev)
+        x, lab = self.copies[dev].sample(n, generator=generator)
+        x = x.to(device)
+        return x if b.num_classes == 0 else (x, one_hot(lab, b.num_classes).to(device))
 
 
 def embedded_chessboard_spec(dim: int, sigma_data: float, embedding_seed: int = 0) -> DataSpec:
     """The chessboard embedded in R^dim by a fixed random orthogonal map (:func:`dmdlib.data.toy.orthogonal_embedding`)
     as a :class:`DataSpec`, with the given ``sigma_data`` (notebook 06 uses the R^4 chessboard's for every dim)."""
-    def sample(n, generator, device="cpu"):
-        return sample_toy("chessboard", n, dim, generator=generator, device=device, embedding="orthogonal",
-                          embedding_seed=embedding_seed)
-
+    sample = partial(_embedded_chessboard_sample, dim, embedding_seed)
     data_id = f"toy:chessboard:dim={dim}:orthogonal:seed={embedding_seed}"
     return DataSpec(f"chessboard-d{dim}", (dim,), sample, data_id, sigma_data=float(sigma_data),
                     tag=("chessboard-orthogonal", dim, embedding_seed, float(sigma_data)))
+
+
+def _embedded_chessboard_sample(dim: int, embedding_seed: int, n: int, generator, device="cpu") -> torch.Tensor:
+    return sample_toy("chessboard", n, dim, generator=generator, device=device, embedding="orthogonal",
+                      embedding_seed=embedding_seed)
 
 
 def mnist_spec(p, conditional: bool, device="cpu") -> DataSpec:
@@ -801,18 +877,24 @@ def mnist_spec(p, conditional: bool, device="cpu") -> DataSpec:
         x, y = x[:p.data_subset], y[:p.data_subset]
     x = at_resolution(x, p.unet.img_resolution).to(dev)
     y = one_hot(torch.as_tensor(y), 10).to(dev)
-    n_data = x.shape[0]
-
-    def sample(n, generator, device="cpu"):
-        idx = torch.randint(0, n_data, (n,), generator=generator,
-                            device=generator.device if generator is not None else "cpu").to(x.device)
-        return (x[idx].to(device), y[idx].to(device)) if conditional else x[idx].to(device)
-
     shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
-    return DataSpec("mnist" + ("-cond" if conditional else ""), shape, sample,
+    return DataSpec("mnist" + ("-cond" if conditional else ""), shape, _MnistSampler(x, y, conditional),
                     mnist_data_id(p) + (":labels" if conditional else ""), sigma_data=p.teacher.sigma_data,
                     label_dim=10 if conditional else 0, tag=("mnist", p.data_subset, 10 if conditional else 0),
                     kind="mnist")
+
+
+class _MnistSampler:
+    """``DataSpec.sample`` of :func:`mnist_spec`: uniform draws with replacement from the images (and one-hot labels)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, conditional: bool):
+        self.x, self.y, self.conditional = x, y, conditional
+
+    def __call__(self, n, generator, device="cpu"):
+        idx = torch.randint(0, self.x.shape[0], (n,), generator=generator,
+                            device=generator.device if generator is not None else "cpu").to(self.x.device)
+        x = self.x[idx].to(device)
+        return (x, self.y[idx].to(device)) if self.conditional else x
 
 
 IMAGENET64_HELP = """No ImageNet-64 weights were supplied, so this section shows nothing. To evaluate them, run this

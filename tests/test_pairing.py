@@ -158,3 +158,49 @@ def test_manifold_fit_uses_the_labels_of_the_first_set_only():
     assert fit["teacher_ok"] and fit["g"]["noise"] < 1e-3 and fit["ref"]["noise"] < 1e-3
     run.labels = one_hot((labels + 1) % 3, 3)   # the wrong class for every seed: off that class's manifold
     assert pl.manifold_fit(run, man, n=250)["g"]["noise"] > 10 * fit["g"]["noise"]
+
+
+def _state(t):
+    return {k: v.clone() for k, v in t.ema.state_dict().items()}
+
+
+def test_data_specs_pickle_with_their_exact_data():
+    import pickle
+
+    p = get_preset("toy", "smoke")
+    for spec in (pl.manifold_spec(2, 8, num_classes=3), pl.embedded_chessboard_spec(16, 0.8, 2),
+                 pl.toy_spec("moons", p)):
+        back = pickle.loads(pickle.dumps(spec))
+        assert (back.name, back.shape, back.data_id, back.sigma_data, back.label_dim, back.tag) == \
+               (spec.name, spec.shape, spec.data_id, spec.sigma_data, spec.label_dim, spec.tag)
+        a = spec.sample(50, torch.Generator().manual_seed(4))
+        b = back.sample(50, torch.Generator().manual_seed(4))
+        for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            assert torch.equal(u, v)
+
+
+def test_teachers_side_by_side_equal_teachers_trained_one_after_another(tmp_path):
+    """Two teachers trained in two worker processes (one thread each) equal the same two trained here, one thread."""
+    old = torch.get_num_threads()
+    p = _tiny(get_preset("toy", "smoke"))
+    spec = pl.manifold_spec(2, 4)
+    try:
+        torch.set_num_threads(2)
+        side = pl.train_spec_teachers(spec, p, tmp_path / "side", [0, 1], "cpu", progress_bar=False, parallel=True)
+        torch.set_num_threads(1)
+        seq = pl.train_spec_teachers(spec, p, tmp_path / "seq", [0, 1], "cpu", progress_bar=False, parallel=False)
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(side, seq):
+        sa, sb = _state(a), _state(b)
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert a.losses == b.losses
+    assert not all(torch.equal(x, y) for x, y in zip(_state(side[0]).values(), _state(side[1]).values()))
+    # finished teachers are reloaded, whatever `parallel` says; a spec that does not pickle cannot go to a worker
+    again = pl.train_spec_teachers(spec, p, tmp_path / "side", [0, 1], "cpu", progress_bar=False, parallel=True)
+    assert all(torch.equal(_state(again[0])[k], v) for k, v in _state(side[0]).items())
+    bare = replace(spec, sample=lambda n, g, device="cpu": spec.sample(n, g, device))
+    with pytest.raises(ValueError, match="picklable"):
+        pl.train_spec_teachers(bare, p, tmp_path / "bare", [0, 1], "cpu", progress_bar=False, parallel=True)
+    with pytest.raises(ValueError, match="distinct"):
+        pl.train_spec_teachers(spec, p, tmp_path / "x", [0, 0], "cpu", parallel=False)
