@@ -32,7 +32,6 @@ so that the sequential path reloads these students and vice versa).
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -42,12 +41,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import accel, distributed
 from .dmd import (DMDResult, OneStepGenerator, check_label_setup, distill, dm_gradient, dm_loss, fake_score_loss,
-                  log_due, run_config, teacher_sigma_data, _set_lr)
-from .labels import draw_labels
+                  run_config, teacher_sigma_data)
 from .presets import DMDConfig
-from .runs import (atomic_torch_save, check_finite, check_stop_after, config_tag, load_checkpoint, make_generator,
+from .runs import (atomic_torch_save, check_stop_after, config_tag, load_checkpoint, make_generator,
                    prepare_run_dir, resolve_device)
 from .schedule import band_indices, karras_table
+from .step import StepNets, dmd_loop, dmd_step, evaluate_along, new_logs, update
 
 
 def _bind(base: nn.Module, params: dict, buffers: dict):
@@ -66,15 +65,6 @@ def clip_stacked_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tens
     for g in grads:
         g.mul_(coef.reshape(-1, *([1] * (g.ndim - 1))).to(g.dtype))
     return norms
-
-
-def _update(opt, losses: torch.Tensor, params: list, lr: float, iteration: int, cfg: DMDConfig) -> None:
-    """One optimizer step for every student: backward of the summed per-student losses, per-student clipping."""
-    opt.zero_grad(set_to_none=True)
-    losses.sum().backward()
-    clip_stacked_(params, cfg.grad_clip)
-    _set_lr(opt, lr, iteration, cfg.warmup_steps)
-    opt.step()
 
 
 def _unstack_into(module: nn.Module, stacked: dict, s: int) -> nn.Module:
@@ -163,9 +153,8 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
                               weight_decay=cfg.weight_decay, **okw)
     rng = make_generator(seed, dev)
     table = karras_table(cfg.table_size).to(dev, torch.float32)
-    lo, hi = band_indices(cfg.table_size, *cfg.band)
-    logs = [{"dm": {"iteration": [], "value": []}, "fake": {"iteration": [], "value": []}, "eval": []} for _ in todo]
-    start, steps_g, steps_f = 0, 0, 0
+    logs = [new_logs(cfg) for _ in todo]
+    start, counts = 0, {"g": 0, "f": 0}
 
     group_dir = None
     if run_dirs[0] is not None:
@@ -184,7 +173,8 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
             opt_g.load_state_dict(ck["opt_g"])
             opt_f.load_state_dict(ck["opt_f"])
             rng.set_state(ck["rng"].to("cpu", torch.uint8))
-            start, steps_g, steps_f, logs = int(ck["iteration"]), int(ck["steps_g"]), int(ck["steps_f"]), ck["logs"]
+            start, logs = int(ck["iteration"]), ck["logs"]
+            counts = {"g": int(ck["steps_g"]), "f": int(ck["steps_f"])}
 
     # labels (None, or one-hot [B, label_dim] shared by the students) are closed over, not mapped
     def gen_one(p, b, z, labels=None):
@@ -199,77 +189,40 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     G = vmap(gen_one, in_dims=(0, 0, None, None))
     DMG = vmap(dm_grad_one, in_dims=(0, 0, 0, 0, 0, None, None, None))
     FSL = vmap(fake_loss_one, in_dims=(0, 0, 0, None, None, None))
-    DML = vmap(dm_loss)
-    amp = lambda: accel.autocast(dev, speed)  # noqa: E731
+
+    def stepper(opt, params, lr, key):
+        def step(loss, it):
+            update(opt, loss, lr, it, cfg.warmup_steps, lambda: clip_stacked_(params, cfg.grad_clip))
+            counts[key] += 1
+        return step
+
+    nets = StepNets(generate=lambda z, labels, grad: G(gp, gb, z, labels),
+                    dm_gradient=lambda x, sigma, eps, labels: DMG(fp, fb, rp, rb, x, sigma, eps, labels),
+                    dm_loss=vmap(dm_loss),
+                    fake_loss=lambda x, sigma, eps, labels: FSL(fp, fb, x, sigma, eps, labels),
+                    step_generator=stepper(opt_g, list(gp.values()), cfg.lr, "g"),
+                    step_fake=stepper(opt_f, list(fp.values()), cfg.lr_fake, "f"),
+                    autocast=lambda: accel.autocast(dev, speed))
+    band = band_indices(cfg.table_size, *cfg.band)
 
     def evaluate(it):
         for j, i in enumerate(todo):
             if eval_fns[i] is not None and not any(e["iteration"] == it for e in logs[j]["eval"]):
-                g = _unstack_into(gens[j], gp, j).eval()
-                out = {k: float(v) for k, v in eval_fns[i](g, it).items()}
-                g.train()
-                logs[j]["eval"].append({"iteration": it, **out})
+                evaluate_along(eval_fns[i], _unstack_into(gens[j], gp, j), logs[j], it)
 
-    def save_group():
-        atomic_torch_save({"gen": {k: v.detach() for k, v in gp.items()}, "fake": {k: v.detach() for k, v in fp.items()},
-                           "opt_g": opt_g.state_dict(), "opt_f": opt_f.state_dict(), "rng": rng.get_state(),
-                           "iteration": it_done, "steps_g": steps_g, "steps_f": steps_f, "logs": logs},
-                          group_dir / "checkpoint.pt")
+    def checkpoint(n):
+        if group_dir is not None:
+            atomic_torch_save({"gen": {k: v.detach() for k, v in gp.items()},
+                               "fake": {k: v.detach() for k, v in fp.items()},
+                               "opt_g": opt_g.state_dict(), "opt_f": opt_f.state_dict(), "rng": rng.get_state(),
+                               "iteration": n, "steps_g": counts["g"], "steps_f": counts["f"], "logs": logs},
+                              group_dir / "checkpoint.pt")
 
     if start == 0:
         evaluate(0)
-    it_done = start
-    win_dm, win_f = [], []
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"{desc} x{len(todo)}", disable=not progress_bar, leave=False)
-    for it in range(start, cfg.iterations):
-        z = torch.randn((cfg.batch_size, *z_shape), generator=rng, device=dev)
-        labels = draw_labels(label_dim, cfg.batch_size, rng, dev)          # as distill: right after z
-        if it % cfg.gen_every == 0:
-            with amp():
-                x = G(gp, gb, z, labels).float()                            # [S, B, ...]
-            idx = torch.randint(lo, hi + 1, (cfg.batch_size,), generator=rng, device=dev)
-            eps = torch.randn(x.shape[1:], generator=rng, device=dev)
-            with amp():
-                grad = DMG(fp, fb, rp, rb, x, table[idx], eps, labels).float()
-            loss_dm = DML(x, grad)                                          # [S]
-            _update(opt_g, loss_dm, list(gp.values()), cfg.lr, it, cfg)
-            steps_g += 1
-            win_dm.append(loss_dm.detach())
-            x = x.detach()
-        else:
-            with torch.no_grad(), amp():
-                x = G(gp, gb, z, labels).float()
-        idx = torch.randint(0, cfg.table_size, (cfg.batch_size,), generator=rng, device=dev)
-        eps = torch.randn(x.shape[1:], generator=rng, device=dev)
-        with amp():
-            loss_f = FSL(fp, fb, x, table[idx], eps, labels).float()               # [S]
-        _update(opt_f, loss_f, list(fp.values()), cfg.lr_fake, it, cfg)
-        steps_f += 1
-        win_f.append(loss_f.detach())
-        it_done = m = it + 1
-        bar.update(1)
-
-        if log_due(m, cfg):
-            dm = torch.stack(win_dm).mean(0).tolist() if win_dm else [None] * len(todo)
-            fk = torch.stack(win_f).mean(0).tolist()
-            for j, i in enumerate(todo):
-                for key, v in (("dm", dm[j]), ("fake", fk[j])):
-                    if v is None:
-                        continue
-                    if not math.isfinite(v):
-                        bar.close()
-                        check_finite(v, f"{key} loss (student {i})", m - len(win_f) + 1, m, desc, group_dir,
-                                     "lower the learning rates or check the teachers")
-                    logs[j][key]["iteration"].append(m)
-                    logs[j][key]["value"].append(v)
-            win_dm, win_f = [], []
-        if cfg.eval_every and (m % cfg.eval_every == 0 or m == cfg.iterations):
-            evaluate(m)
-        if group_dir is not None and m % cfg.checkpoint_every == 0 and m < cfg.iterations:
-            save_group()
-        if stop_after is not None and m - start >= stop_after:
-            break
-    bar.close()
+    it_done = dmd_loop(cfg, start, lambda it: dmd_step(it, cfg, nets, rng, table, band, z_shape, label_dim), logs,
+                       evaluate, checkpoint, stop_after, group_dir, desc, bar)
 
     finished = it_done >= cfg.iterations
     if finished:
@@ -280,7 +233,8 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
         results[i] = DMDResult(gen, fake, logs[j], it_done, start)
         if finished and run_dirs[i] is not None:
             atomic_torch_save({"generator": gen.state_dict(), "fake": fake.state_dict(), "iteration": it_done,
-                               "steps_g": steps_g, "steps_f": steps_f, "logs": logs[j]}, run_dirs[i] / "result.pt")
+                               "steps_g": counts["g"], "steps_f": counts["f"], "logs": logs[j]},
+                              run_dirs[i] / "result.pt")
     if finished and group_dir is not None:
         (group_dir / "checkpoint.pt").unlink(missing_ok=True)
     return results

@@ -57,7 +57,6 @@ clipped norm is the global gradient's; rank 0 writes.
 from __future__ import annotations
 
 import copy
-import math
 import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -66,12 +65,13 @@ import torch
 from torch import nn
 
 from . import accel, distributed
-from .labels import check_label_dim, check_labels, draw_labels, model_label_dim, split_batch
+from .labels import check_label_dim, check_labels, model_label_dim
 from .presets import DMDConfig
 from .precond import denoising_weight
-from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
+from .runs import (atomic_torch_save, check_data_id, check_stop_after, code_version, load_checkpoint,
                    make_generator, prepare_run_dir, resolve_device, tensors_sha256)
 from .schedule import SIGMA_MAX, band_indices, karras_table
+from .step import StepNets, dmd_loop, dmd_step, evaluate_along, log_due, new_logs, set_lr, update, warmup_lr
 
 
 class OneStepGenerator(nn.Module):
@@ -219,23 +219,6 @@ def check_label_setup(teacher: nn.Module, label_dim) -> int:
     return label_dim
 
 
-def warmup_lr(base: float, iteration: int, warmup: int) -> float:
-    """The learning rate at DMD ``iteration`` (0-based): ``base * min(iteration / warmup, 1)`` (DMD2's schedule)."""
-    return base * (min(iteration / warmup, 1.0) if warmup > 0 else 1.0)
-
-
-def _set_lr(opt, base, iteration, warmup):
-    for g in opt.param_groups:
-        g["lr"] = warmup_lr(base, iteration, warmup)
-
-
-def log_due(n: int, cfg: DMDConfig) -> bool:
-    """Whether the loss windows close after ``n`` iterations: every ``log_every``, at the end, and every
-    ``fine_log_every`` up to ``fine_log_until`` (the early phase that paper Fig. 4 zooms into)."""
-    return (n % cfg.log_every == 0 or n == cfg.iterations
-            or (cfg.fine_log_every > 0 and n <= cfg.fine_log_until and n % cfg.fine_log_every == 0))
-
-
 def check_regression_pairs(pairs, label_dim: int, device) -> tuple:
     """``(z, targets, labels or None)`` on ``device`` (float32) from ``regression_pairs``, validated:
     ``(z, targets)`` when unconditional, ``(z, targets, one-hot labels)`` when ``label_dim > 0``."""
@@ -305,14 +288,11 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     check_data_id(data_id)
     distributed.check_batch(cfg.batch_size, "DMDConfig.batch_size")
     main = distributed.is_main()
-    B = cfg.batch_size    # the global batch: every draw below is the global batch's, then sharded
     label_dim = check_label_setup(teacher, label_dim)
 
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     sigma_data = teacher_sigma_data(teacher, sigma_data)
-    reg_l = None
-    if cfg.regression_weight > 0:
-        reg_z, reg_x, reg_l = check_regression_pairs(regression_pairs, label_dim, dev)
+    reg = check_regression_pairs(regression_pairs, label_dim, dev) if cfg.regression_weight > 0 else None
     init = teacher if student_init is None else student_init
     real = copy.deepcopy(teacher).to(dev).eval().requires_grad_(False)  # the caller's modules are untouched
     gen = OneStepGenerator(copy.deepcopy(init).requires_grad_(True)).to(dev).train()
@@ -335,14 +315,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         opt_f.add_param_group({"params": list(head.parameters()), "lr": cfg.lr_fake})
     rng = make_generator(seed, dev)
     table = karras_table(cfg.table_size).to(dev, torch.float32)
-    lo, hi = band_indices(cfg.table_size, *cfg.band)
-    logs = {"dm": {"iteration": [], "value": []}, "fake": {"iteration": [], "value": []}, "eval": []}
-    if cfg.regression_weight > 0:
-        logs["regression"] = {"iteration": [], "value": []}
-    if use_gan:
-        logs["gan_g"] = {"iteration": [], "value": []}
-        logs["gan_d"] = {"iteration": [], "value": []}
-    start, steps_g, steps_f = 0, 0, 0
+    logs = new_logs(cfg, use_gan)
+    start, counts = 0, {"g": 0, "f": 0}
 
     if run_dir is not None:
         run_dir = distributed.on_main(prepare_run_dir, run_dir,
@@ -360,144 +334,68 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
                 opt_g.load_state_dict(ck["opt_g"])
                 opt_f.load_state_dict(ck["opt_f"])
                 rng.set_state(ck["rng"].to("cpu", torch.uint8))
-            start, steps_g, steps_f = int(ck["iteration"]), int(ck["steps_g"]), int(ck["steps_f"])
+            start, counts = int(ck["iteration"]), {"g": int(ck["steps_g"]), "f": int(ck["steps_f"])}
             logs = ck["logs"]
     result = DMDResult(gen, fake, logs, start, start)
     if start >= cfg.iterations:
         return result
 
-    def save(path, final=False):
-        state = {"generator": gen.state_dict(), "fake": fake.state_dict(), "iteration": result.iterations,
+    def save(path, n, final=False):
+        state = {"generator": gen.state_dict(), "fake": fake.state_dict(), "iteration": n,
                  **({"gan_head": head.state_dict()} if head is not None else {}),
-                 "steps_g": steps_g, "steps_f": steps_f, "logs": logs}
+                 "steps_g": counts["g"], "steps_f": counts["f"], "logs": logs}
         if not final:
             state.update(opt_g=opt_g.state_dict(), opt_f=opt_f.state_dict(), rng=rng.get_state())
         atomic_torch_save(state, path)
 
-    def evaluate(it):
-        if eval_fn is not None and not any(e["iteration"] == it for e in logs["eval"]):
-            gen.eval()
-            out = {k: float(v) for k, v in eval_fn(gen, it).items()}
-            gen.train()
-            logs["eval"].append({"iteration": it, **out})
-
     if start == 0:
-        evaluate(0)
+        evaluate_along(eval_fn, gen, logs, 0)
     for m in (real, gen, fake):
         accel.prepare(m, speed)
     # forward passes whose gradients are averaged over ranks go through these (the modules themselves in one process)
     gen_dp, fake_dp = distributed.wrap(gen), distributed.wrap(fake)
     head_dp = distributed.wrap(head) if head is not None else None
-    amp = lambda: accel.autocast(dev, speed)  # noqa: E731
-    win_dm, win_f, win_reg, win_gan_g, win_gan_d = [], [], [], [], []
-    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not (progress_bar and main), leave=False)
-    for it in range(start, cfg.iterations):
-        z = accel.to_memory_format(torch.randn((B, *z_shape), generator=rng, device=dev), speed)
-        labels = draw_labels(label_dim, B, rng, dev)           # None (and no draw) when unconditional
-        z = distributed.shard(z)
-        if labels is not None:
-            labels = distributed.shard(labels)
-        if it % cfg.gen_every == 0:
-            # generator turn: DM gradient on x = G(z)
-            with amp():
-                x = gen_dp(z, labels).float()
-            full = (B, *x.shape[1:])
-            idx = torch.randint(lo, hi + 1, (B,), generator=rng, device=dev)
-            eps = torch.randn(full, generator=rng, device=dev)
-            idx, eps = distributed.shard(idx, eps)
-            with amp():
-                grad = dm_gradient(x, fake, real, table[idx], eps, labels).float()
-            losses = {"dm": dm_loss(x, grad)}
-            if cfg.regression_weight > 0:
-                j = distributed.shard(torch.randint(0, reg_z.shape[0], (B,), generator=rng, device=dev))
-                with amp():
-                    x_reg = gen_dp(reg_z[j], None if reg_l is None else reg_l[j]).float()
-                losses["regression"] = torch.nn.functional.mse_loss(x_reg, reg_x[j])
-            if use_gan:
-                idx_gan = torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev)
-                eps_gan = torch.randn(full, generator=rng, device=dev)
-                idx_gan, eps_gan = distributed.shard(idx_gan, eps_gan)
-                with amp():
-                    logit = _gan_logits(fake, head, capture, x, table[idx_gan], eps_gan, labels)
-                losses["gan_g"] = torch.nn.functional.softplus(-logit).mean()
-            loss_g = (losses["dm"] + cfg.regression_weight * losses.get("regression", 0.0)
-                      + cfg.gan_g_weight * losses.get("gan_g", 0.0))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
-            _set_lr(opt_g, cfg.lr, it, cfg.warmup_steps)
-            opt_g.step()
-            steps_g += 1
-            win_dm.append(losses["dm"].detach())
-            if "regression" in losses:
-                win_reg.append(losses["regression"].detach())
-            if "gan_g" in losses:
-                win_gan_g.append(losses["gan_g"].detach())
-            x = x.detach()
-        else:
-            with torch.no_grad(), amp():
-                x = gen(z, labels).float()
-        # fake-score turn (every iteration) on the pre-update sample sg(G(z))
-        full = (B, *x.shape[1:])
-        idx = torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev)
-        eps = torch.randn(full, generator=rng, device=dev)
-        idx, eps = distributed.shard(idx, eps)
-        with amp():
-            loss_f = fake_score_loss(fake_dp, x, table[idx], eps, sigma_data, labels).float()
-        if use_gan:
-            real_x, real_l = split_batch(data_fn(B, rng), B, label_dim, need_labels=label_dim > 0,
-                                         where="data_fn (the GAN's real samples)")
-            i_f, i_r = (torch.randint(0, cfg.table_size, (B,), generator=rng, device=dev) for _ in "fr")
-            e_f, e_r = (torch.randn(full, generator=rng, device=dev) for _ in "fr")
-            real_x, i_f, i_r, e_f, e_r = distributed.shard(real_x, i_f, i_r, e_f, e_r)
-            if real_l is not None:
-                real_l = distributed.shard(real_l)
-            with amp():
-                l_fake = _gan_logits(fake_dp, head_dp, capture, x.detach(), table[i_f], e_f, labels)
-                l_real = _gan_logits(fake_dp, head_dp, capture, real_x, table[i_r], e_r, real_l)
-            loss_d = (torch.nn.functional.softplus(l_fake) + torch.nn.functional.softplus(-l_real)).mean()
-            win_gan_d.append(loss_d.detach())
-            loss_f = loss_f + cfg.gan_d_weight * loss_d
-        opt_f.zero_grad(set_to_none=True)
-        loss_f.backward()
-        torch.nn.utils.clip_grad_norm_([q for g in opt_f.param_groups for q in g["params"]], cfg.grad_clip)
-        _set_lr(opt_f, cfg.lr_fake, it, cfg.warmup_steps)
-        opt_f.step()
-        steps_f += 1
-        win_f.append(loss_f.detach())
-        result.iterations = n = it + 1
-        bar.update(1)
 
-        if log_due(n, cfg):
-            avg = lambda w: distributed.mean(torch.stack(w).mean()).item() if w else None  # noqa: E731  (over ranks)
-            vals = {"dm": avg(win_dm), "fake": avg(win_f)}
-            if "regression" in logs:
-                vals["regression"] = avg(win_reg)
-            if use_gan:
-                vals["gan_g"] = avg(win_gan_g)
-                vals["gan_d"] = avg(win_gan_d)
-            for k, v in vals.items():
-                if v is not None and not math.isfinite(v):
-                    bar.close()
-                    check_finite(v, f"{k} loss", n - len(win_f) + 1, n, desc, run_dir,
-                                 "lower the learning rates or check the teacher")
-                if v is not None:
-                    logs[k]["iteration"].append(n)
-                    logs[k]["value"].append(v)
-            win_dm, win_f, win_reg, win_gan_g, win_gan_d = [], [], [], [], []
-            bar.set_postfix(dm=f"{vals['dm'] or float('nan'):.3g}", fake=f"{vals['fake']:.3g}")
-        if cfg.eval_every and (n % cfg.eval_every == 0 or n == cfg.iterations):
-            evaluate(n)
-        if run_dir is not None and main and (n % cfg.checkpoint_every == 0) and n < cfg.iterations:
-            save(run_dir / "checkpoint.pt")
-        if stop_after is not None and n - start >= stop_after:
-            break
-    bar.close()
-    if result.iterations >= cfg.iterations:
-        if eval_fn is not None:
-            evaluate(cfg.iterations)
+    def step_generator(loss, it):
+        update(opt_g, loss, cfg.lr, it, cfg.warmup_steps, lambda: torch.nn.utils.clip_grad_norm_(gen.parameters(),
+                                                                                                cfg.grad_clip))
+        counts["g"] += 1
+
+    def step_fake(loss, it):
+        params = [q for g in opt_f.param_groups for q in g["params"]]
+        update(opt_f, loss, cfg.lr_fake, it, cfg.warmup_steps,
+               lambda: torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+        counts["f"] += 1
+
+    nets = StepNets(
+        generate=lambda z, labels, grad: (gen_dp if grad else gen)(z, labels),
+        dm_gradient=lambda x, sigma, eps, labels: dm_gradient(x, fake, real, sigma, eps, labels),
+        dm_loss=dm_loss,
+        fake_loss=lambda x, sigma, eps, labels: fake_score_loss(fake_dp, x, sigma, eps, sigma_data, labels),
+        step_generator=step_generator, step_fake=step_fake,
+        autocast=lambda: accel.autocast(dev, speed), channels_last=bool(speed is not None and speed.channels_last))
+    if reg is not None:
+        reg_z, reg_x, reg_l = reg
+        nets.regression = lambda j: (gen_dp(reg_z[j], None if reg_l is None else reg_l[j]), reg_x[j])
+        nets.n_regression = reg_z.shape[0]
+    if use_gan:
+        nets.gan_fake = lambda x, sigma, eps, labels: _gan_logits(fake, head, capture, x, sigma, eps, labels)
+        nets.gan_logits = lambda x, sigma, eps, labels: _gan_logits(fake_dp, head_dp, capture, x, sigma, eps, labels)
+        nets.data_fn = data_fn
+    band = band_indices(cfg.table_size, *cfg.band)
+
+    def checkpoint(n):
         if run_dir is not None and main:
-            save(run_dir / "result.pt", final=True)
+            save(run_dir / "checkpoint.pt", n)
+
+    bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not (progress_bar and main), leave=False)
+    result.iterations = dmd_loop(cfg, start, lambda it: dmd_step(it, cfg, nets, rng, table, band, z_shape, label_dim),
+                                 [logs], lambda n: evaluate_along(eval_fn, gen, logs, n), checkpoint, stop_after,
+                                 run_dir, desc, bar)
+    if result.iterations >= cfg.iterations:
+        evaluate_along(eval_fn, gen, logs, cfg.iterations)
+        if run_dir is not None and main:
+            save(run_dir / "result.pt", result.iterations, final=True)
             (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     distributed.barrier()   # every rank returns once rank 0's files exist
     return result

@@ -4,7 +4,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+import dmdlib
 from dmdlib import get_preset
+from dmdlib.presets import DMDConfig
 from dmdlib import pipeline as pl
 from dmdlib.concurrent import clip_stacked_, distill_concurrent
 from dmdlib.dmd import distill
@@ -105,3 +107,26 @@ def test_concurrent_rejects_bad_input():
         distill_concurrent(ts, SHAPE, CFG, run_dirs=["x"], device="cpu")
     with pytest.raises(ValueError, match="stop_after"):
         distill_concurrent(ts, SHAPE, CFG, device="cpu", stop_after=0)
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_both_loops_run_the_one_shared_step(monkeypatch, concurrent):
+    """distill and distill_concurrent drive the same dmdlib.step.dmd_step, once per iteration."""
+    from dmdlib import concurrent as conc
+    from dmdlib import dmd, step
+
+    calls = []
+    real = step.dmd_step
+
+    def spy(it, *a, **k):
+        calls.append(it)
+        return real(it, *a, **k)
+    monkeypatch.setattr(conc if concurrent else dmd, "dmd_step", spy)
+    cfg = DMDConfig(iterations=7, batch_size=4, lr=1e-3, lr_fake=1e-3, warmup_steps=2, checkpoint_every=7,
+                    log_every=7)
+    teacher = dmdlib.EDMPrecond(dmdlib.MLPNet(4, 16, 1)).eval()
+    if concurrent:
+        conc.distill_concurrent([teacher, teacher], (4,), cfg, device="cpu", progress_bar=False)
+    else:
+        dmd.distill(teacher, (4,), cfg, device="cpu", progress_bar=False)
+    assert calls == list(range(7))

@@ -555,14 +555,17 @@ def test_gan_needs_real_data_and_a_unet():
 
 # ----------------------------------------------------------------------------- warm-up, TF32, fine logging
 
-def _record_lrs(monkeypatch, module):
+def _record_lrs(monkeypatch):
+    """Spy on the learning-rate setter of the one DMD step both loops share (dmdlib.step.set_lr)."""
+    from dmdlib import step
+
     calls = []
-    real = module._set_lr
+    real = step.set_lr
 
     def spy(opt, base, iteration, warmup):
         real(opt, base, iteration, warmup)
         calls.append((id(opt), iteration, opt.param_groups[0]["lr"]))
-    monkeypatch.setattr(module, "_set_lr", spy)
+    monkeypatch.setattr(step, "set_lr", spy)
     return calls
 
 
@@ -575,7 +578,7 @@ def test_warmup_counts_iterations_not_generator_updates(monkeypatch, concurrent)
 
     cfg = DMDConfig(**{**DCFG, "iterations": 12, "warmup_steps": 10, "checkpoint_every": 12, "log_every": 6,
                        "lr": 1e-3, "lr_fake": 2e-3})
-    calls = _record_lrs(monkeypatch, conc if concurrent else dmd)
+    calls = _record_lrs(monkeypatch)
     if concurrent:
         conc.distill_concurrent([tiny_denoiser()], (4,), cfg, device="cpu", progress_bar=False)
     else:
