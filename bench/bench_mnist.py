@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dmdlib  # noqa: E402
 from dmdlib import accel  # noqa: E402
-from dmdlib.pipeline import mnist_denoiser  # noqa: E402
+from dmdlib.specs import denoiser as mnist_denoiser  # noqa: E402
 
 
 def _sync(dev):

@@ -3,7 +3,7 @@
     python bench/calibrate_manifold.py --k 8 --resolution 16 --d-iters 12000 --eval-every 600 --threads 1 \
         --out _build/outputs/quick/06_where_copying_begins/runs/k8 --log bench/calibration/manifold.jsonl
 
-Runs :func:`dmdlib.pipeline.run_pairing` on unconditional manifold images of intrinsic dimension k with the
+Runs :func:`dmdlib.pairing.run_pairing` on unconditional manifold images of intrinsic dimension k with the
 sweep preset's manifold settings and the overrides, reusing teachers and students already in ``--out``
 (the chapter's run folder reloads them), and prints Delta_E with its interval, the convergence gates and
 Delta_E along distillation, with the wall time.
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from dmdlib import pipeline as pl
+    from dmdlib import notebook, pairing, specs
     from dmdlib.presets import get_preset
 
     sp = get_preset("sweep", args.base)
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     p, t_kw, d_kw = training_overrides(sp.manifold, args)
     res = args.resolution or sp.resolution
     t0 = time.perf_counter()
-    run = pl.run_pairing(pl.manifold_spec(args.k, res, 0, sp.manifold_seed), p, args.out, args.seed, "cpu",
+    run = pairing.run_pairing(specs.manifold_spec(args.k, res, 0, sp.manifold_seed), p, args.out, args.seed, "cpu",
                          reference=not args.no_reference, progress_bar=False)
     m = run.metrics
     d, g = m["delta_e"], m["delta_e"]["gates"]
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
            "plateau_change": g["plateau_change"], "plateau_tol": g["plateau_tolerance"],
            "refs": {k: round(v["delta_e"], 4) for k, v in m["references"].items()},
            "along_iter": m["delta_e_along"]["iteration"], "along": [round(v, 3) for v in m["delta_e_along"]["delta_e"]],
-           "student": pl.provenance(run.student), "time_s": round(time.perf_counter() - t0, 1)}
+           "student": notebook.run_origin(run.student), "time_s": round(time.perf_counter() - t0, 1)}
     log_line(out, args.log)
     return 0
 

@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from dmdlib import accel, evaluation, features
-    from dmdlib import pipeline as pl
+    from dmdlib import pairing, specs
+    from dmdlib.dmd import distill
     from dmdlib.metrics import delta_e_record
     from dmdlib.presets import get_preset
     from dmdlib.sampler import phi_k
@@ -51,13 +52,12 @@ def main(argv=None) -> int:
     dev = torch.device("cpu")
     clf, info = features.mnist_classifier()
     t0 = time.perf_counter()
-    teacher = pl.train_mnist_teacher(p, f"{args.out}/runs", seed=args.seed, device=dev, progress_bar=False,
-                                     data=pl.mnist_training_data(p, dev))
+    spec = specs.mnist_spec(p, False, dev)
+    teacher = pairing.train_spec_teacher(spec, p, f"{args.out}/runs", seed=args.seed, device=dev, progress_bar=False)
     t_teacher = time.perf_counter() - t0
-    net = pl.mnist_snapshot(p, teacher, kimg, device=dev)
-    accel.prepare(net, accel.default_speed(dev))
+    net = pairing.teacher_net(spec, p, teacher, kimg, device=dev)
     shape = (1, p.unet.img_resolution, p.unet.img_resolution)
-    z = pl.eval_seed_sets(2, 1000, shape, args.seed)
+    z = pairing.eval_seed_sets(2, 1000, shape, args.seed)
     t1 = time.perf_counter()
     phi8 = phi_k(net, z, p.k, batch_size=500).cpu()
     t_phi8 = time.perf_counter() - t1
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         return rec
 
     t2 = time.perf_counter()
-    student = pl.distill(net, shape, p.dmd, run_dir=pl.student_dir(p, kimg, f"{args.out}/runs", args.seed, "", dev),
+    student = distill(net, shape, p.dmd, run_dir=pairing.spec_student_dir(spec, p, f"{args.out}/runs", args.seed, dev, kimg),
                          seed=args.seed, device=dev, progress_bar=False, eval_fn=eval_fn,
                          speed=accel.default_speed(dev))
     t_dmd = time.perf_counter() - t2

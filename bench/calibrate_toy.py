@@ -32,7 +32,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from dmdlib import pipeline as pl
+    from dmdlib import pairing, specs
     from dmdlib.presets import get_preset
 
     if args.d_iters is not None and args.eval_every is None:
@@ -43,9 +43,11 @@ def main(argv=None) -> int:
         top["sigma_data"] = args.sigma_data if args.sigma_data == "data" else float(args.sigma_data)
     p = replace(p, reference_datasets=() if args.no_reference else (args.dataset,), **top)
     t0 = time.perf_counter()
-    pl.train_toy_teacher(args.dataset, p, f"{args.out}/runs/{args.dataset}", args.seed, "cpu", progress_bar=False)
+    spec, root = specs.toy_spec(args.dataset, p), f"{args.out}/runs/{args.dataset}"
+    pairing.train_spec_teacher(spec, p, root, args.seed, "cpu", progress_bar=False)
     t_teacher = time.perf_counter() - t0
-    run = pl.run_toy(args.dataset, p, args.out, seed=args.seed, device="cpu", progress_bar=False)
+    run = pairing.run_pairing(spec, p, root, seed=args.seed, device="cpu", reference=not args.no_reference,
+                              progress_bar=False)
     total = time.perf_counter() - t0
     m = run.metrics
     d, f = m["delta_e"], m["fit"]

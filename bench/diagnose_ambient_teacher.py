@@ -7,7 +7,7 @@ Trains (or reloads from ``--out``) one teacher of chapter 06's ambient-dimension
 a fixed random orthogonal map, the toys' quick MLP and training, sigma_data of the R^4 chessboard) with the
 given number of iterations, and prints one JSON line with, for 2000 samples of Phi_8 and Phi_64, the mean
 distance from the embedding plane (``off_*``: the noise left in the d - 2 empty directions, 0 for data; chapter
-06 calls a teacher whose Phi_64 lies farther than ``pipeline.OFF_PLANE_MAX`` a failed one) and the fraction on a
+06 calls a teacher whose Phi_64 lies farther than ``dimensions.OFF_PLANE_MAX`` a failed one) and the fraction on a
 black cell of the board in the plane (``support_*``: 1 for data, about 0.5 for samples spread evenly over the
 board's square).
 """
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from dmdlib import pipeline as pl
+    from dmdlib import pairing, specs
     from dmdlib.data.toy import data_std, orthogonal_embedding, support_fraction
     from dmdlib.presets import get_preset
     from dmdlib.sampler import phi_k
@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     p = replace(sp.chessboard, dim=args.dim)
     if args.iterations is not None:
         p = replace(p, teacher=replace(p.teacher, iterations=args.iterations, checkpoint_every=args.iterations))
-    spec = pl.embedded_chessboard_spec(args.dim, data_std("chessboard", 4), sp.embedding_seed)
+    spec = specs.embedded_chessboard_spec(args.dim, data_std("chessboard", 4), sp.embedding_seed)
     t0 = time.perf_counter()
-    teacher = pl.train_spec_teacher(spec, p, args.out, 0, "cpu", progress_bar=False)
+    teacher = pairing.train_spec_teacher(spec, p, args.out, 0, "cpu", progress_bar=False)
     out = {"dim": args.dim, "iterations": p.teacher.iterations, "train_s": round(time.perf_counter() - t0, 1)}
     e = orthogonal_embedding(args.dim, sp.embedding_seed).double()
     z = torch.randn(2000, args.dim, generator=torch.Generator().manual_seed(1))

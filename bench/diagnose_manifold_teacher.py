@@ -15,8 +15,8 @@ chosen preset family (``mlp``: the toys' quick MLP on the flattened image, chapt
   covariance at that noise level;
 - ``noise_<name>``: the mean distance from the manifold (:meth:`dmdlib.data.manifold.MLPManifold.distance`) of
   1000 samples of Phi_1, Phi_8 and Phi_32 and of the data, as the equivalent per-pixel noise level in units of
-  the data's std (:func:`dmdlib.pipeline.manifold_fit`'s scale; chapters 06-07 call a teacher whose Phi_32 is
-  above ``pipeline.OFF_MANIFOLD_MAX`` a failed one), and ``w2sq_<name>``: squared W2 to 1000 data images
+  the data's std (:func:`dmdlib.dimensions.manifold_fit`'s scale; chapters 06-07 call a teacher whose Phi_32 is
+  above ``dimensions.OFF_MANIFOLD_MAX`` a failed one), and ``w2sq_<name>``: squared W2 to 1000 data images
   (``w2sq_data`` is the finite-sample floor).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from dmdlib import pipeline as pl
+    from dmdlib import pairing, specs
     from dmdlib.data.manifold import MLPManifold
     from dmdlib.evaluation import w2_squared
     from dmdlib.presets import MNIST_PRESETS, TOY_PRESETS, manifold_preset
@@ -55,9 +55,9 @@ def main(argv=None) -> int:
     if "iterations" in t_kw:
         t_kw["checkpoint_every"] = t_kw["iterations"]
     p = replace(p, teacher=replace(p.teacher, **t_kw))
-    spec = pl.manifold_spec(args.k, args.resolution, 0, 0)
+    spec = specs.manifold_spec(args.k, args.resolution, 0, 0)
     t0 = time.perf_counter()
-    teacher = pl.train_spec_teacher(spec, p, args.out, 0, "cpu", progress_bar=False)
+    teacher = pairing.train_spec_teacher(spec, p, args.out, 0, "cpu", progress_bar=False)
     t_train = time.perf_counter() - t0
     net = teacher.ema.eval()
     man = MLPManifold(latent_dim=args.k, resolution=args.resolution, num_classes=0, seed=0)

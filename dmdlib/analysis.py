@@ -144,3 +144,18 @@ def turning_point(iterations, values, window: int = 5) -> Optional[dict]:
     if j == sm.size - 1:
         return None
     return {"iteration": float(centre[j]), "value": float(sm[j])}
+
+
+def memorisation_report(p, samples, train, device="cpu") -> dict:
+    """r(y) for each sample, the memorised fractions at the preset's thresholds, and the neighbours (Fig. 12)."""
+    d, idx = nearest_neighbours(samples, train, k=2, batch=p.nn_batch, device=device)
+    r = distance_ratio(d)
+    return {"r": r, "nn_dist": d, "nn_index": idx,
+            "fractions": memorised_fractions(r, p.memorisation_thresholds)}
+
+
+def dm_curve(result) -> tuple:
+    """(iterations, logged mean DM loss) of a student."""
+    log = result.logs["dm"]
+    return np.asarray(log["iteration"], dtype=np.float64), np.asarray(log["value"], dtype=np.float64)
+

@@ -1,7 +1,7 @@
 """The command line: ``python -m dmdlib COMMAND`` (train-teacher, distill, evaluate, sweep).
 
-The commands run the functions of :mod:`dmdlib.pipeline` on the run folders
-the notebooks use, so a command and a notebook pointed at the same folder
+The commands run the stages of the pairing path (:mod:`dmdlib.pairing`) on
+the run folders the notebooks use, so a command and a notebook pointed at the same folder
 share their runs: for ``--out DIR``, a toy experiment keeps its runs in
 ``DIR/runs/<dataset>/`` (as notebook 01 with ``output_dir=DIR``) and MNIST in
 ``DIR/runs/`` (notebook 02's default ``runs_dir``). A rerun resumes an
@@ -214,17 +214,17 @@ def _losses(result) -> dict:
 
 
 def _teacher_info(t) -> dict:
-    from . import pipeline as pl
+    from .notebook import run_origin
 
-    return {"run_dir": t.run_dir, "provenance": pl.provenance(t), "iterations": t.iterations, "kimg": t.kimg,
+    return {"run_dir": t.run_dir, "provenance": run_origin(t), "iterations": t.iterations, "kimg": t.kimg,
             "final_loss": t.losses[-1] if t.losses else None, "losses": _losses(t),
             "snapshots": sorted(t.snapshots), "snapshot_unit": t.unit}
 
 
 def _student_info(s, run_dir) -> dict:
-    from . import pipeline as pl
+    from .notebook import run_origin
 
-    return {"run_dir": str(run_dir), "provenance": pl.provenance(s), "iterations": s.iterations,
+    return {"run_dir": str(run_dir), "provenance": run_origin(s), "iterations": s.iterations,
             "losses": {k: v for k, v in s.logs.items() if k != "eval"},
             "delta_e_along": {"iteration": [e["iteration"] for e in s.logs["eval"]],
                               "delta_e": [e["delta_e"] for e in s.logs["eval"]]}}
@@ -253,74 +253,72 @@ class _Ctx:
 
     def write_metrics(self, metrics: dict) -> None:
         from . import distributed
-        from . import pipeline as pl
+        from .notebook import write_metrics
 
         if distributed.is_main():
-            pl.write_metrics(self.out, {"command": self.args.command, **self.meta(),
-                                        "world_size": distributed.world_size(), **metrics},
-                             preset=self.args.preset, seed=self.args.seed, device=self.dev, hardware=self.hw,
-                             wall_time_s=self.clock())
+            write_metrics(self.out, {"command": self.args.command, **self.meta(),
+                                     "world_size": distributed.world_size(), **metrics},
+                          preset=self.args.preset, seed=self.args.seed, device=self.dev, hardware=self.hw,
+                          wall_time_s=self.clock())
 
-    def toy_root(self) -> Path:
-        return self.out / "runs" / self.args.dataset
+    def spec(self):
+        """The experiment's data spec and the root of its run folders: DIR/runs/<dataset> (toy), DIR/runs (MNIST)."""
+        from . import distributed, specs
 
-    def mnist_teacher(self, seed=None):
-        from . import distributed
-        from . import pipeline as pl
-
+        if self.args.experiment == "toy":
+            return specs.toy_spec(self.args.dataset, self.p), self.out / "runs" / self.args.dataset
         with distributed.main_first():     # rank 0 fetches MNIST first
-            data = pl.mnist_training_data(self.p, self.dev)
-        return pl.train_mnist_teacher(self.p, self.out / "runs", self.args.seed if seed is None else seed, self.dev,
-                                      data=data, progress_bar=self.progress)
+            return specs.mnist_spec(self.p, False, self.dev), self.out / "runs"
+
+    def snapshot(self):
+        """The teacher snapshot distilled: None (the final EMA weights) for the toys, --teacher-kimg for MNIST."""
+        from .notebook import check_teacher_kimg
+
+        return None if self.args.experiment == "toy" else check_teacher_kimg(self.p, self.args.teacher_kimg)
+
+    def extra(self) -> dict:
+        kimg = self.snapshot()
+        return {} if kimg is None else {"teacher_snapshot": kimg, "teacher_unit": "kimg"}
 
 
 # ----------------------------------------------------------------------------- the commands
 
 def train_teacher_cmd(c: _Ctx) -> None:
     from . import distributed
-    from . import pipeline as pl
+    from .notebook import run_origin
+    from .pairing import train_spec_teacher
 
-    a = c.args
-    if a.experiment == "toy":
-        t = pl.train_toy_teacher(a.dataset, c.p, c.toy_root(), a.seed, c.dev, progress_bar=c.progress)
-    else:
-        t = c.mnist_teacher()
+    spec, root = c.spec()
+    t = train_spec_teacher(spec, c.p, root, c.args.seed, c.dev, progress_bar=c.progress)
     if distributed.is_main():
         save_weights(c.out / "teacher.safetensors", t.ema,
                      {**c.meta(), "weights": "EMA teacher (EDMPrecond state dict)", "sigma_data": t.ema.sigma_data})
     c.write_metrics({"teacher": _teacher_info(t), "sigma_data": t.ema.sigma_data, "weights": "teacher.safetensors"})
-    _echo(f"teacher: {pl.provenance(t)}; wrote {c.out / 'teacher.safetensors'} and {c.out / 'metrics.json'}")
+    _echo(f"teacher: {run_origin(t)}; wrote {c.out / 'teacher.safetensors'} and {c.out / 'metrics.json'}")
 
 
 def distill_cmd(c: _Ctx) -> None:
-    from . import distributed
-    from . import pipeline as pl
+    from . import distributed, records
+    from .notebook import run_origin
+    from .pairing import distill_student, spec_student_dir, teacher_net, train_spec_teacher
 
     a, p = c.args, c.p
-    extra = {}
-    if a.experiment == "toy":
-        t = pl.train_toy_teacher(a.dataset, p, c.toy_root(), a.seed, c.dev, progress_bar=c.progress)
-        z, phi_8 = pl.toy_eval_targets(p, t, a.seed, c.dev)
-        s = pl.distill_toy(a.dataset, p, t, c.toy_root(), z, phi_8, a.seed, c.dev, progress_bar=c.progress)
-        run_dir = pl.toy_student_dir(a.dataset, p, c.toy_root(), a.seed, c.dev)
-    else:
-        kimg = pl.check_teacher_kimg(p, a.teacher_kimg)
-        t = c.mnist_teacher()
-        net = pl.mnist_snapshot(p, t, kimg, device=c.dev)
-        with distributed.main_first():     # rank 0 computes and caches the teacher's outputs, the others read them
-            z, phi_8 = pl.mnist_eval_targets(p, net, c.out / "runs", a.seed, c.dev)
-        s = pl.distill_mnist(p, net, kimg, c.out / "runs", seed=a.seed, device=c.dev, eval_z=z[:p.n_eval],
-                             eval_phi_8=phi_8[:p.n_eval], progress_bar=c.progress)
-        run_dir = pl.student_dir(p, kimg, c.out / "runs", a.seed, "", c.dev)
-        extra = {"teacher_snapshot": kimg, "teacher_unit": "kimg"}
+    spec, root = c.spec()
+    kimg = c.snapshot()
+    t = train_spec_teacher(spec, p, root, a.seed, c.dev, progress_bar=c.progress)
+    net = teacher_net(spec, p, t, kimg, c.dev)
+    with distributed.main_first():     # rank 0 computes and caches the teacher's outputs, the others read them
+        targets = records.eval_targets(spec, p, net, a.seed, root / "samples", c.dev, full=False)
+    s = distill_student(spec, p, net, root, targets, a.seed, c.dev, kimg, progress_bar=c.progress)
+    run_dir = spec_student_dir(spec, p, root, a.seed, c.dev, kimg)
     if distributed.is_main():
         save_weights(c.out / "student.safetensors", s.generator,
                      {**c.meta(), "weights": "one-step generator (OneStepGenerator state dict)",
-                      "sigma_max": s.generator.sigma_max, **extra})
-    c.write_metrics({"teacher": _teacher_info(t), "student": _student_info(s, run_dir), **extra,
+                      "sigma_max": s.generator.sigma_max, **c.extra()})
+    c.write_metrics({"teacher": _teacher_info(t), "student": _student_info(s, run_dir), **c.extra(),
                      "weights": "student.safetensors"})
     along = s.logs["eval"][-1]["delta_e"] if s.logs["eval"] else float("nan")
-    _echo(f"teacher: {pl.provenance(t)}; student: {pl.provenance(s)}; Delta_E on the first seed set at the end: "
+    _echo(f"teacher: {run_origin(t)}; student: {run_origin(s)}; Delta_E on the first seed set at the end: "
           f"{along:.4g}\nwrote {c.out / 'student.safetensors'} and {c.out / 'metrics.json'}")
 
 
@@ -334,45 +332,27 @@ def _need_student(run_dir: Path, a) -> None:
 
 def evaluate_cmd(c: _Ctx) -> None:
     from . import evaluation
-    from . import pipeline as pl
-    from .metrics import delta_e_vs_n, pairing_inefficiency
+    from .pairing import run_pairing, spec_student_dir
     from .paper import PAPER
 
     a, p = c.args, c.p
-    if a.experiment == "toy":
-        _need_student(pl.toy_student_dir(a.dataset, p, c.toy_root(), a.seed, c.dev), a)
-        run = pl.run_toy(a.dataset, p, c.out, seed=a.seed, device=c.dev, progress_bar=c.progress)
-        metrics = {"datasets": {a.dataset: {**run.metrics, "paper_delta_e": PAPER[a.dataset]["delta_e"]}},
-                   "gates": asdict(p.gates)}
-        rec, refs = run.metrics["delta_e"], run.metrics["references"]
+    spec, root = c.spec()
+    kimg = c.snapshot()
+    _need_student(spec_student_dir(spec, p, root, a.seed, c.dev, kimg), a)
+    toy = a.experiment == "toy"
+    # as notebook 01 (toys: second teachers side by side on a CPU) and notebook 02 (MNIST: one after the other)
+    run = run_pairing(spec, p, root, a.seed, c.dev, snapshot=kimg,
+                      reference=a.dataset in p.reference_datasets if toy else p.reference_teacher,
+                      curve=a.dataset in p.curve_datasets if toy else True, progress_bar=c.progress,
+                      parallel=None if toy else False)
+    m = run.metrics
+    if toy:
+        metrics = {"datasets": {a.dataset: {**m, "paper_delta_e": PAPER[a.dataset]["delta_e"]}}, "gates": asdict(p.gates)}
     else:
-        kimg = pl.check_teacher_kimg(p, a.teacher_kimg)
-        _need_student(pl.student_dir(p, kimg, c.out / "runs", a.seed, "", c.dev), a)
-        t = c.mnist_teacher()
-        t2 = c.mnist_teacher(a.seed + 1) if p.reference_teacher else None
-        net = pl.mnist_snapshot(p, t, kimg, device=c.dev)
-        net2 = pl.mnist_snapshot(p, t2, kimg, device=c.dev) if t2 is not None else None
-        ev = pl.mnist_eval_setup(p, net, c.out / "runs", seed=a.seed, device=c.dev, teacher_2_net=net2)
-        N = p.n_eval
-        s = pl.distill_mnist(p, net, kimg, c.out / "runs", seed=a.seed, device=c.dev, eval_z=ev.z[:N],
-                             eval_phi_8=ev.phi_8[:N], progress_bar=c.progress)
-        res = pl.mnist_student_eval(ev, s.generator, s.logs)
-        rec, refs = res["record"], res["references"]
-        metrics = {"delta_e": rec, "references": refs, "fit": res["fit"],
-                   "delta_e_vs_n": pl.curve_columns(delta_e_vs_n(ev.phi_8, res["g"],
-                                                                 [n for n in p.n_curve if n <= p.n_sets * N])),
-                   "delta_e_along": {"iteration": [e["iteration"] for e in s.logs["eval"]],
-                                     "delta_e": [e["delta_e"] for e in s.logs["eval"]]},
-                   "delta_e_start_set0": pairing_inefficiency(ev.phi_8[:N], ev.phi_1[:N]),
-                   "mean_dist_g_phi8": res["mean_dist_g_phi8"], "mean_dist_phi1_phi8": res["mean_dist_phi1_phi8"],
-                   "teacher_snapshot": kimg, "teacher_unit": "kimg", "teacher_iterations": t.iterations,
-                   "dmd_iterations": s.iterations, "n_params": sum(q.numel() for q in pl.mnist_denoiser(p).parameters()),
-                   "unet": p.unet.kwargs(), "n_eval": N, "n_sets": p.n_sets, "k": p.k,
-                   "paper_delta_e": PAPER["mnist_uncond"]["delta_e"],
-                   "feature_net": {"sha256": ev.classifier_info["sha256"],
-                                   "test_accuracy": ev.classifier_info["test_accuracy"]}}
+        metrics = {**m, **c.extra(), "unet": p.unet.kwargs(), "paper_delta_e": PAPER["mnist_uncond"]["delta_e"]}
     c.write_metrics(metrics)
-    label = a.dataset if a.experiment == "toy" else "MNIST"
+    label = a.dataset if toy else "MNIST"
+    rec, refs = m["delta_e"], m["references"]
     _echo(evaluation.delta_e_table({label: {"delta_e": rec, "references": refs}}))
     _echo(f"{label}: Delta_E = {evaluation.interval_text(rec)} (N={rec['n']}, R={rec['r']}), "
           f"{evaluation.verdict_text(rec)}\nwrote {c.out / 'metrics.json'}")
@@ -412,7 +392,7 @@ def main(argv=None) -> int:
     from .runs import ConfigMismatchError, CorruptCheckpointError, NonFiniteLossError
 
     from . import distributed
-    from . import pipeline as pl
+    from .notebook import validate_params
 
     known = (ValueError, ConfigMismatchError, CorruptCheckpointError, NonFiniteLossError, distributed.RankZeroError)
     if args.command == "sweep":
@@ -423,7 +403,7 @@ def main(argv=None) -> int:
             return 1
 
     try:
-        pl.validate_params(args.preset, args.device, args.seed, args.out)
+        validate_params(args.preset, args.device, args.seed, args.out)
         dev = distributed.init(args.device)
         {"train-teacher": train_teacher_cmd, "distill": distill_cmd,
          "evaluate": evaluate_cmd}[args.command](_Ctx(args, dev))

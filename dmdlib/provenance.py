@@ -1,6 +1,6 @@
 """Which sources produced a chapter's result, and whether the result still matches them.
 
-:func:`sources` (recorded by :func:`dmdlib.pipeline.write_metrics` as
+:func:`sources` (recorded by :func:`dmdlib.notebook.write_metrics` as
 ``metrics.json["sources"]``) hashes what a chapter ran:
 
 - ``notebook``: SHA-256 of the notebook's code and markdown cell sources

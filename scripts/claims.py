@@ -47,7 +47,7 @@ VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_RUN, EXTENSION)
 # paper calls 0.0367 copying and reports no random level; at our quick random level, about 3.3, its
 # 0.0367 would be about 1 %, well inside the rule.)
 from dmdlib.evaluation import COPY_FRACTION, regime
-from dmdlib.pipeline import copying_onset  # noqa: E402  (one copying rule: dmdlib.evaluation.regime)
+from dmdlib.dimensions import copying_onset  # noqa: E402  (one copying rule: dmdlib.evaluation.regime)
 MEMORISATION_THRESHOLD = 1 / 3   # r(y) < 1/3: memorised (paper Sec. 4.1.2, after Bonnaire et al.)
 MIN_TREND_POINTS = 3             # converged students needed to call a trend (claim 5)
 

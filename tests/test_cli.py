@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from dmdlib import cli
-from dmdlib import pipeline as pl
+from dmdlib import pairing, presets, specs
 from dmdlib.data.mnist import mnist_data_dir
 from dmdlib.runs import _jsonable
 
@@ -113,9 +113,10 @@ def toy_dir(tmp_path_factory):
 
 def test_train_teacher_and_distill_write_weights_and_metrics(toy_dir):
     out, tm = toy_dir
-    p = pl.get_preset("toy", "smoke")
-    t_dir = pl.toy_teacher_dir("chessboard", p, out / "runs" / "chessboard", 0, "cpu")
-    s_dir = pl.toy_student_dir("chessboard", p, out / "runs" / "chessboard", 0, "cpu")
+    p = presets.get_preset("toy", "smoke")
+    spec, root = specs.toy_spec("chessboard", p), out / "runs" / "chessboard"
+    t_dir = pairing.spec_teacher_dir(spec, p, root, 0, "cpu")
+    s_dir = pairing.spec_student_dir(spec, p, root, 0, "cpu")
     ema = torch.load(t_dir / "result.pt", weights_only=True)["ema"]
     w = load_file(out / "teacher.safetensors")
     assert w.keys() == ema.keys() and all(torch.equal(w[k], ema[k]) for k in w)
@@ -147,8 +148,10 @@ def test_evaluate_writes_the_notebooks_record(toy_dir, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["command"] == "evaluate" and set(m["datasets"]) == {"chessboard"}
     d = m["datasets"]["chessboard"]
-    # what run_toy (notebook 01) reports, from the same run folders
-    ref = pl.run_toy("chessboard", "smoke", out, seed=0, device="cpu", progress_bar=False).metrics
+    # what the pairing path reports for notebook 01, from the same run folders
+    p = presets.get_preset("toy", "smoke")
+    ref = pairing.run_pairing(specs.toy_spec("chessboard", p), p, out / "runs" / "chessboard", seed=0, device="cpu",
+                              progress_bar=False).metrics
     assert d["delta_e"] == json.loads(json.dumps(_jsonable(ref["delta_e"])))
     assert set(d["references"]) == {"start", "random", "reproducibility"}
     rec = d["delta_e"]
@@ -168,9 +171,11 @@ def test_distill_under_torchrun_matches_one_process(toy_dir, tmp_path):
     assert proc.stdout.count("wrote ") == 1                      # rank 0 alone reports and writes
     m = json.loads((tmp_path / "chess" / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["student"]["provenance"].startswith("trained now")
-    p = pl.get_preset("toy", "smoke")
-    names = {pl.toy_teacher_dir("chessboard", p, out1, 0, "cpu").name, pl.toy_student_dir("chessboard", p, out1, 0, "cpu").name}
-    assert {f.name for f in (tmp_path / "chess" / "runs" / "chessboard").iterdir()} == names
+    p = presets.get_preset("toy", "smoke")
+    spec = specs.toy_spec("chessboard", p)
+    names = {pairing.spec_teacher_dir(spec, p, out1, 0, "cpu").name, pairing.spec_student_dir(spec, p, out1, 0, "cpu").name}
+    # the run folders and the cache of the teacher's outputs on the evaluation seeds
+    assert {f.name for f in (tmp_path / "chess" / "runs" / "chessboard").iterdir()} == names | {"samples"}
     assert names <= {f.name for f in (out1 / "runs" / "chessboard").iterdir()}
     a, b = load_file(out1 / "student.safetensors"), load_file(tmp_path / "chess" / "student.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import dmdlib
+from dmdlib import specs
 from dmdlib import get_preset
 from dmdlib.presets import DMDConfig
-from dmdlib import pipeline as pl
 from dmdlib.concurrent import clip_stacked_, distill_concurrent
 from dmdlib.dmd import distill
 
@@ -20,7 +20,7 @@ def _teachers(n=3):
     out = []
     for s in range(n):
         torch.manual_seed(s)
-        out.append(pl.mnist_denoiser(P).eval())
+        out.append(specs.denoiser(P).eval())
     return out
 
 

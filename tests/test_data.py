@@ -143,16 +143,16 @@ def test_toy_sigma_data_is_the_data_std():
     import math
 
     from dmdlib.data.toy import data_std
-    from dmdlib import pipeline as pl
+    from dmdlib import specs
 
     assert data_std("chessboard", 4) == pytest.approx(math.sqrt(2 / 4 * 16 / 12), abs=1e-3)    # uniform on [-2, 2]^2
     ring = (2 * 2.0 ** 2 / 2 + 4 * 0.2 ** 2) / 4            # radius-2 ring (each coordinate var 2) plus std 0.2
     assert data_std("gaussian_mixture", 4) == pytest.approx(math.sqrt(ring), abs=2e-3)
     assert data_std("chessboard", 16) == pytest.approx(math.sqrt(2 / 16 * 16 / 12), abs=1e-3)
     p = dmdlib.get_preset("toy", "quick")
-    assert pl.toy_sigma_data(p, "moons") == data_std("moons", p.dim)
+    assert specs.toy_sigma_data(p, "moons") == data_std("moons", p.dim)
     from dataclasses import replace
-    assert pl.toy_sigma_data(replace(p, sigma_data=0.5), "moons") == 0.5
+    assert specs.toy_sigma_data(replace(p, sigma_data=0.5), "moons") == 0.5
     with pytest.raises(ValueError, match="sigma_data"):
         replace(p, sigma_data="auto")
 

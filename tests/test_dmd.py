@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import dmdlib
+from dmdlib import specs
 from dmdlib import (ConfigMismatchError, DMDConfig, GaussianDenoiser, NonFiniteLossError, OneStepGenerator,
                     TeacherConfig, dm_gradient, dm_loss, fake_score_loss, heun_sample)
 
@@ -502,11 +503,10 @@ def test_regression_needs_pairs():
 def _gan_setup():
     import dataclasses
 
-    from dmdlib import pipeline as pl
-
+    
     p = dmdlib.get_preset("mnist", "smoke")
     torch.manual_seed(0)
-    teacher = pl.mnist_denoiser(p)
+    teacher = specs.denoiser(p)
     cfg = dataclasses.replace(p.dmd, iterations=10, batch_size=4, checkpoint_every=5, log_every=5, eval_every=0)
     data = torch.rand(16, 1, 32, 32) * 2 - 1
     data_fn = lambda n, g: data[torch.randint(0, 16, (n,), generator=g)]  # noqa: E731

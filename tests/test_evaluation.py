@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dmdlib import evaluation as ev
-from dmdlib import pipeline as pl
+from dmdlib import pairing
 from dmdlib.metrics import delta_e_sets, pairing_inefficiency
 from dmdlib.presets import ConvergenceGates
 from dmdlib.runs import derived_seed
@@ -24,12 +24,12 @@ def test_derived_seeds_are_deterministic_distinct_and_validated():
 
 
 def test_eval_seed_sets_are_disjoint_and_start_with_eval_noise():
-    z = pl.eval_seed_sets(3, 50, (4,), seed=2)
+    z = pairing.eval_seed_sets(3, 50, (4,), seed=2)
     assert z.shape == (150, 4)
-    assert torch.equal(z[:50], pl.eval_noise(50, (4,), 2))
+    assert torch.equal(z[:50], pairing.eval_noise(50, (4,), 2))
     assert len({tuple(r.tolist()) for r in z}) == 150
-    assert not torch.equal(z, pl.eval_seed_sets(3, 50, (4,), seed=3))
-    assert not torch.equal(z[:50], pl.stream_noise(50, (4,), 2, "reference"))
+    assert not torch.equal(z, pairing.eval_seed_sets(3, 50, (4,), seed=3))
+    assert not torch.equal(z[:50], pairing.stream_noise(50, (4,), 2, "reference"))
 
 
 def test_fit_numbers_scales_by_floor_or_sampler_gap():

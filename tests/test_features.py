@@ -79,19 +79,19 @@ def test_the_real_classifier_reaches_98_percent():
 
 def test_low_resolution_digits_share_the_feature_space():
     """16x16 digits (2x2 block averages) are compared in the 32x32 classifier's features after pixel repetition."""
-    from dmdlib import pipeline as pl
+    from dmdlib import specs
 
     torch.manual_seed(0)
     net = features.MnistClassifier().eval()
     x32 = torch.rand(6, 1, 32, 32) * 2 - 1
-    x16 = pl.at_resolution(x32, 16)
+    x16 = specs.at_resolution(x32, 16)
     assert x16.shape == (6, 1, 16, 16)
     assert x16[0, 0, 0, 0] == pytest.approx(x32[0, 0, :2, :2].mean().item())
-    assert pl.at_resolution(x32, 32) is x32
+    assert specs.at_resolution(x32, 32) is x32
     up = x16.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     np.testing.assert_allclose(features.classifier_features(net, x16), features.classifier_features(net, up))
     with pytest.raises(ValueError, match="divide"):
-        pl.at_resolution(x32, 12)
+        specs.at_resolution(x32, 12)
 
 
 def test_frechet_distance_matches_the_matrix_square_root_and_handles_singular_covariances():

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import dmdlib
+from dmdlib import pairing, specs
 from dmdlib import DMDConfig, GaussianDenoiser, band_indices, fake_score_loss, karras_table
-from dmdlib import pipeline as pl
 from dmdlib.concurrent import distill_concurrent
 
 # ----------------------------------------------------------------------------- helpers
@@ -149,12 +149,13 @@ def test_fake_score_loss_of_the_identity_is_the_weighted_noise(sigma_data):
 def test_regression_pairs_are_phi_k_not_phi_1():
     p = dataclasses.replace(dmdlib.get_preset("mnist", "smoke"), n_regression_pairs=8)
     torch.manual_seed(0)
-    teacher = pl.mnist_denoiser(p).eval()
+    teacher = specs.denoiser(p).eval()
     with torch.no_grad():                  # a fresh ADM UNet outputs 0; perturb it into a non-trivial denoiser
         for q in teacher.parameters():
             q.add_(0.05 * torch.randn_like(q))
-    z, x = pl.regression_pairs(p, teacher, seed=0, device="cpu")
     r = p.unet.img_resolution
+    spec = specs.DataSpec("synthetic", (1, r, r), None, "synthetic", 0.5, kind="mnist")
+    z, x = pairing.regression_pairs(spec, p, teacher, seed=0, device="cpu")
     assert z.shape == x.shape == (8, 1, r, r)
     phi_k, phi_1 = dmdlib.phi_k(teacher, z, p.k), dmdlib.phi_k(teacher, z, 1)
     assert p.k == 8 and (phi_k - phi_1).abs().max() > 0.1, "Phi_1 and Phi_K must differ for this test to bite"
@@ -228,7 +229,7 @@ def test_gan_resume_restores_generator_fake_head_and_optimizers(tmp_path):
     """
     p = dmdlib.get_preset("mnist", "smoke")
     torch.manual_seed(0)
-    teacher = pl.mnist_denoiser(p)
+    teacher = specs.denoiser(p)
     cfg = dataclasses.replace(p.dmd, iterations=10, batch_size=4, checkpoint_every=4, log_every=2, eval_every=0,
                               fine_log_every=0, gan_d_weight=1e-2, gan_g_weight=3e-3)
     data = torch.rand(16, 1, 32, 32) * 2 - 1

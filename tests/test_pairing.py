@@ -1,11 +1,11 @@
-"""The generic teacher -> student -> evaluation path (pipeline.run_pairing) and the sweep/conditioning helpers."""
+"""The generic teacher -> student -> evaluation path (pairing.run_pairing) and the sweep/conditioning helpers."""
 from dataclasses import replace
 
 import pytest
 import torch
 
 from dmdlib import evaluation, get_preset
-from dmdlib import pipeline as pl
+from dmdlib import dimensions, imagenet64, labels, pairing, specs
 from dmdlib.data.toy import orthogonal_embedding
 
 
@@ -22,9 +22,9 @@ def _interval_keys(rec):
 
 def test_dataspec_validates():
     with pytest.raises(ValueError, match="label_dim"):
-        pl.DataSpec("x", (2,), lambda n, g, d="cpu": torch.zeros(n, 2), "id", 1.0, label_dim=-1)
+        specs.DataSpec("x", (2,), lambda n, g, d="cpu": torch.zeros(n, 2), "id", 1.0, label_dim=-1)
     with pytest.raises(ValueError, match="sigma_data"):
-        pl.DataSpec("x", (2,), lambda n, g, d="cpu": torch.zeros(n, 2), "id", 0.0)
+        specs.DataSpec("x", (2,), lambda n, g, d="cpu": torch.zeros(n, 2), "id", 0.0)
 
 
 def test_regime_and_onset():
@@ -36,14 +36,14 @@ def test_regime_and_onset():
         evaluation.regime({"ci_low": 0, "ci_high": 0}, refs, copy_fraction=1.5)
     pts = [{"k": k, "converged": c, "regime": r} for k, c, r in
            [(1, True, "remaps"), (4, True, "copies"), (2, True, "remaps"), (8, True, "copies")]]
-    assert pl.copying_onset(pts, "k") == 4
+    assert dimensions.copying_onset(pts, "k") == 4
     pts[-1]["converged"] = False                 # the largest point is no result: no onset
-    assert pl.copying_onset(pts, "k") is None
-    assert pl.copying_onset([{"k": 1, "converged": True, "regime": "copies"}], "k") == 1
+    assert dimensions.copying_onset(pts, "k") is None
+    assert dimensions.copying_onset([{"k": 1, "converged": True, "regime": "copies"}], "k") == 1
 
 
 def test_embedded_chessboard_spec_is_the_rotated_chessboard():
-    spec = pl.embedded_chessboard_spec(16, 0.8, embedding_seed=3)
+    spec = specs.embedded_chessboard_spec(16, 0.8, embedding_seed=3)
     x = spec.images(500, torch.Generator().manual_seed(0))
     assert x.shape == (500, 16) and spec.label_dim == 0 and spec.sigma_data == 0.8
     e = orthogonal_embedding(16, 3)
@@ -53,11 +53,11 @@ def test_embedded_chessboard_spec_is_the_rotated_chessboard():
 
 
 def test_manifold_spec_labels_are_one_hot():
-    spec = pl.manifold_spec(3, 8, num_classes=4)
+    spec = specs.manifold_spec(3, 8, num_classes=4)
     x, lab = spec.sample(64, torch.Generator().manual_seed(1))
     assert x.shape == (64, 1, 8, 8) and lab.shape == (64, 4)
     assert torch.equal(lab.sum(1), torch.ones(64)) and spec.label_dim == 4
-    u = pl.manifold_spec(3, 8)
+    u = specs.manifold_spec(3, 8)
     assert u.label_dim == 0 and isinstance(u.sample(5, None), torch.Tensor)
     assert u.data_id != spec.data_id
 
@@ -66,8 +66,8 @@ def test_manifold_spec_labels_are_one_hot():
 def test_run_pairing_on_the_manifold(tmp_path, conditional):
     torch.set_num_threads(1)
     p = _tiny(get_preset("toy", "smoke"))
-    spec = pl.manifold_spec(2, 4, num_classes=3 if conditional else 0)
-    run = pl.run_pairing(spec, p, tmp_path, seed=0, device="cpu", reference=True, progress_bar=False)
+    spec = specs.manifold_spec(2, 4, num_classes=3 if conditional else 0)
+    run = pairing.run_pairing(spec, p, tmp_path, seed=0, device="cpu", reference=True, progress_bar=False)
     m = run.metrics
     assert _interval_keys(m["delta_e"]) and "converged" in m["delta_e"]
     assert set(m["references"]) == {"start", "random", "reproducibility"}
@@ -76,31 +76,31 @@ def test_run_pairing_on_the_manifold(tmp_path, conditional):
     assert m["label_dim"] == spec.label_dim
     if conditional:
         assert run.labels.shape == (p.n_sets * p.n_eval, 3)
-        per = pl.per_class_delta_e(run, spec, p, n_per_class=6, n_sets=2, seed=0, device="cpu")
+        per = pairing.per_class_delta_e(run, spec, p, n_per_class=6, n_sets=2, seed=0, device="cpu")
         assert [c["label"] for c in per] == [0, 1, 2] and all(_interval_keys(c) for c in per)
         # the student is conditional: other labels give other outputs for the same seeds
         z = run.z[:8]
-        a = pl.generate_labelled(run.student.generator, z, pl.one_hot(torch.zeros(8), 3))
-        b = pl.generate_labelled(run.student.generator, z, pl.one_hot(torch.ones(8), 3))
+        a = pairing.generate(run.student.generator, z, labels.one_hot(torch.zeros(8), 3))
+        b = pairing.generate(run.student.generator, z, labels.one_hot(torch.ones(8), 3))
         assert not torch.allclose(a, b)
     else:
         assert run.labels is None
         with pytest.raises(ValueError, match="conditional"):
-            pl.per_class_delta_e(run, spec, p, 6, 2)
+            pairing.per_class_delta_e(run, spec, p, 6, 2)
     # a second call reloads every run from its folder: the same numbers
-    again = pl.run_pairing(spec, p, tmp_path, seed=0, device="cpu", reference=True, progress_bar=False)
+    again = pairing.run_pairing(spec, p, tmp_path, seed=0, device="cpu", reference=True, progress_bar=False)
     assert again.metrics["delta_e"]["delta_e"] == m["delta_e"]["delta_e"]
     assert again.student.started_at == again.student.iterations
 
 
 def test_imagenet64_section_without_weights_says_what_to_supply():
-    out = pl.imagenet64_section("", "")
+    out = imagenet64.imagenet64_section("", "")
     assert out["status"] == "not supplied"
     assert "imagenet_teacher" in out["instructions"] and "295,899,267" in out["instructions"]
     with pytest.raises(ValueError, match="imagenet_teacher"):
-        pl.imagenet64_section("", "student.safetensors")
+        imagenet64.imagenet64_section("", "student.safetensors")
     with pytest.raises(FileNotFoundError, match="imagenet_teacher"):
-        pl.imagenet64_section("/nonexistent/teacher.safetensors")
+        imagenet64.imagenet64_section("/nonexistent/teacher.safetensors")
 
 
 def test_imagenet64_section_with_weights(tmp_path):
@@ -120,7 +120,7 @@ def test_imagenet64_section_with_weights(tmp_path):
         net = EDMPrecond(ADMUNet(**cfg.kwargs()))
         paths.append(tmp_path / f"net{s}.safetensors")
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(paths[-1]))
-    out = pl.imagenet64_section(str(paths[0]), str(paths[1]), n_eval=6, n_sets=2, k=2, n_show=3, config=cfg,
+    out = imagenet64.imagenet64_section(str(paths[0]), str(paths[1]), n_eval=6, n_sets=2, k=2, n_show=3, config=cfg,
                                 device="cpu")
     assert out["status"] == "teacher and student"
     assert _interval_keys(out["delta_e"]) and _interval_keys(out["start"])
@@ -129,19 +129,19 @@ def test_imagenet64_section_with_weights(tmp_path):
 
 
 def test_embedded_chessboard_fit_sees_noise_left_off_the_plane():
-    spec = pl.embedded_chessboard_spec(8, 0.8, embedding_seed=1)
+    spec = specs.embedded_chessboard_spec(8, 0.8, embedding_seed=1)
     x = spec.images(400, torch.Generator().manual_seed(0))
-    run = pl.PairingRun("c", None, None, None, samples={n: x for n in ("data", "ref", "phi_8", "g")})
-    fit = pl.embedded_chessboard_fit(run, 8, embedding_seed=1)
+    run = pairing.PairingRun("c", None, None, None, samples={n: x for n in ("data", "ref", "phi_8", "g")})
+    fit = dimensions.embedded_chessboard_fit(run, 8, embedding_seed=1)
     assert fit["teacher_ok"] and fit["ref"]["support"] == 1.0 and fit["ref"]["off_plane"] < 1e-5
     noisy = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     run.samples["ref"] = noisy
-    fit = pl.embedded_chessboard_fit(run, 8, embedding_seed=1)
-    assert not fit["teacher_ok"] and fit["ref"]["off_plane"] > pl.OFF_PLANE_MAX
+    fit = dimensions.embedded_chessboard_fit(run, 8, embedding_seed=1)
+    assert not fit["teacher_ok"] and fit["ref"]["off_plane"] > dimensions.OFF_PLANE_MAX
     # a point whose teacher failed is no result: it ends a run of copying points
     pts = [{"d": 2, "converged": True, "regime": "copies"},
            {"d": 4, "converged": True, "regime": "copies", "teacher_ok": False}]
-    assert pl.copying_onset(pts, "d") is None
+    assert dimensions.copying_onset(pts, "d") is None
 
 
 def test_manifold_fit_uses_the_labels_of_the_first_set_only():
@@ -152,12 +152,12 @@ def test_manifold_fit_uses_the_labels_of_the_first_set_only():
     man = MLPManifold(latent_dim=2, resolution=8, num_classes=3, seed=0)
     x, lab = man.sample(12, torch.Generator().manual_seed(0))
     labels = torch.cat([lab, torch.randint(0, 3, (24,), generator=torch.Generator().manual_seed(1))])
-    run = pl.PairingRun("m", None, None, None, samples={n: x for n in ("data", "ref", "phi_8", "g")},
+    run = pairing.PairingRun("m", None, None, None, samples={n: x for n in ("data", "ref", "phi_8", "g")},
                         labels=one_hot(labels, 3))
-    fit = pl.manifold_fit(run, man, n=250)     # n above N: as many labels as samples
+    fit = dimensions.manifold_fit(run, man, n=250)     # n above N: as many labels as samples
     assert fit["teacher_ok"] and fit["g"]["noise"] < 1e-3 and fit["ref"]["noise"] < 1e-3
     run.labels = one_hot((labels + 1) % 3, 3)   # the wrong class for every seed: off that class's manifold
-    assert pl.manifold_fit(run, man, n=250)["g"]["noise"] > 10 * fit["g"]["noise"]
+    assert dimensions.manifold_fit(run, man, n=250)["g"]["noise"] > 10 * fit["g"]["noise"]
 
 
 def _state(t):
@@ -168,8 +168,8 @@ def test_data_specs_pickle_with_their_exact_data():
     import pickle
 
     p = get_preset("toy", "smoke")
-    for spec in (pl.manifold_spec(2, 8, num_classes=3), pl.embedded_chessboard_spec(16, 0.8, 2),
-                 pl.toy_spec("moons", p)):
+    for spec in (specs.manifold_spec(2, 8, num_classes=3), specs.embedded_chessboard_spec(16, 0.8, 2),
+                 specs.toy_spec("moons", p)):
         back = pickle.loads(pickle.dumps(spec))
         assert (back.name, back.shape, back.data_id, back.sigma_data, back.label_dim, back.tag) == \
                (spec.name, spec.shape, spec.data_id, spec.sigma_data, spec.label_dim, spec.tag)
@@ -183,12 +183,12 @@ def test_teachers_side_by_side_equal_teachers_trained_one_after_another(tmp_path
     """Two teachers trained in two worker processes (one thread each) equal the same two trained here, one thread."""
     old = torch.get_num_threads()
     p = _tiny(get_preset("toy", "smoke"))
-    spec = pl.manifold_spec(2, 4)
+    spec = specs.manifold_spec(2, 4)
     try:
         torch.set_num_threads(2)
-        side = pl.train_spec_teachers(spec, p, tmp_path / "side", [0, 1], "cpu", progress_bar=False, parallel=True)
+        side = pairing.train_spec_teachers(spec, p, tmp_path / "side", [0, 1], "cpu", progress_bar=False, parallel=True)
         torch.set_num_threads(1)
-        seq = pl.train_spec_teachers(spec, p, tmp_path / "seq", [0, 1], "cpu", progress_bar=False, parallel=False)
+        seq = pairing.train_spec_teachers(spec, p, tmp_path / "seq", [0, 1], "cpu", progress_bar=False, parallel=False)
     finally:
         torch.set_num_threads(old)
     for a, b in zip(side, seq):
@@ -197,10 +197,10 @@ def test_teachers_side_by_side_equal_teachers_trained_one_after_another(tmp_path
         assert a.losses == b.losses
     assert not all(torch.equal(x, y) for x, y in zip(_state(side[0]).values(), _state(side[1]).values()))
     # finished teachers are reloaded, whatever `parallel` says; a spec that does not pickle cannot go to a worker
-    again = pl.train_spec_teachers(spec, p, tmp_path / "side", [0, 1], "cpu", progress_bar=False, parallel=True)
+    again = pairing.train_spec_teachers(spec, p, tmp_path / "side", [0, 1], "cpu", progress_bar=False, parallel=True)
     assert all(torch.equal(_state(again[0])[k], v) for k, v in _state(side[0]).items())
     bare = replace(spec, sample=lambda n, g, device="cpu": spec.sample(n, g, device))
     with pytest.raises(ValueError, match="picklable"):
-        pl.train_spec_teachers(bare, p, tmp_path / "bare", [0, 1], "cpu", progress_bar=False, parallel=True)
+        pairing.train_spec_teachers(bare, p, tmp_path / "bare", [0, 1], "cpu", progress_bar=False, parallel=True)
     with pytest.raises(ValueError, match="distinct"):
-        pl.train_spec_teachers(spec, p, tmp_path / "x", [0, 0], "cpu", parallel=False)
+        pairing.train_spec_teachers(spec, p, tmp_path / "x", [0, 0], "cpu", parallel=False)

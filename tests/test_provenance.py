@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dmdlib import pipeline as pl
+from dmdlib import notebook
 from dmdlib import provenance as pv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,12 +167,12 @@ def test_unreadable_or_missing_metrics(repo):
 
 def test_write_metrics_records_sources_of_this_process(tmp_path):
     nb = ROOT / "notebooks" / "01_lowdim_remapping.ipynb"
-    m = pl.write_metrics(tmp_path, {"x": 1}, preset="smoke", seed=0, device="cpu", hardware={}, wall_time_s=1.0,
+    m = notebook.write_metrics(tmp_path, {"x": 1}, preset="smoke", seed=0, device="cpu", hardware={}, wall_time_s=1.0,
                          notebook=nb)
     assert json.loads((tmp_path / "metrics.json").read_text())["sources"] == m["sources"]
     src = m["sources"]
     assert src["notebook"] == pv.notebook_sha256(nb)
-    for rel in ("dmdlib/pipeline.py", "dmdlib/provenance.py", "dmdlib/__init__.py"):
+    for rel in ("dmdlib/notebook.py", "dmdlib/provenance.py", "dmdlib/__init__.py"):
         assert src["dmdlib"][rel] == pv.code_sha256(ROOT / rel)
     assert src["requirements"] == pv.file_sha256(ROOT / "requirements.txt")
     assert pv.staleness(tmp_path / "metrics.json", nb, root=ROOT) == ("fresh", [])
@@ -184,6 +184,6 @@ def test_notebook_named_through_the_environment(tmp_path, monkeypatch):
     assert pv.sources()["notebook"] is None
     with pv.notebook_named(nb):
         assert os.environ[pv.ENV_NOTEBOOK] == str(nb.resolve())
-        m = pl.write_metrics(tmp_path, {}, preset="smoke", seed=0, device="cpu", hardware={}, wall_time_s=0.0)
+        m = notebook.write_metrics(tmp_path, {}, preset="smoke", seed=0, device="cpu", hardware={}, wall_time_s=0.0)
     assert pv.ENV_NOTEBOOK not in os.environ
     assert m["sources"]["notebook"] == pv.notebook_sha256(nb)

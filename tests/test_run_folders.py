@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import dmdlib
+from dmdlib import specs
 from dmdlib import ConfigMismatchError, CorruptCheckpointError, DMDConfig, TeacherConfig, accel
-from dmdlib import pipeline as pl
+from dmdlib import notebook
 from dmdlib.concurrent import distill_concurrent
 from dmdlib.runs import atomic_torch_save, prepare_run_dir
 
@@ -229,7 +230,7 @@ def test_dmd_run_records_the_teachers_sigma_data(tmp_path):
 def test_dmd_run_records_the_gan_data_id(tmp_path):
     p = dmdlib.get_preset("mnist", "smoke")
     torch.manual_seed(0)
-    teacher = pl.mnist_denoiser(p)
+    teacher = specs.denoiser(p)
     cfg = dataclasses.replace(p.dmd, batch_size=2, gan_d_weight=1e-2, gan_g_weight=3e-3)
     data_fn = lambda n, g: torch.zeros(n, 1, 32, 32)  # noqa: E731
 
@@ -296,7 +297,7 @@ def test_validate_params_unwritable_output_dir(tmp_path):
     blocker.write_text("x")
     for bad in (blocker, blocker / "out", str(blocker / "out" / "deeper")):
         with pytest.raises(ValueError, match="output_dir") as e:
-            pl.validate_params("smoke", "cpu", 0, bad)
+            notebook.validate_params("smoke", "cpu", 0, bad)
         assert "writable" in str(e.value) and str(blocker) in str(e.value)
 
 
@@ -307,6 +308,6 @@ def test_validate_params_read_only_output_dir(tmp_path):
     ro.chmod(0o500)
     try:
         with pytest.raises(ValueError, match="output_dir"):
-            pl.validate_params("smoke", "cpu", 0, ro)
+            notebook.validate_params("smoke", "cpu", 0, ro)
     finally:
         ro.chmod(0o700)

@@ -9,7 +9,7 @@ import torch
 
 import dmdlib
 from dmdlib import get_preset, resolve_device, write_json
-from dmdlib.pipeline import validate_params
+from dmdlib.notebook import validate_params
 from dmdlib.runs import atomic_torch_save, make_generator, prepare_run_dir
 
 NO_GPU = not torch.cuda.is_available()

@@ -1,12 +1,13 @@
-"""MNIST pipeline, presets and the fast-path switches, on tiny synthetic images (no download)."""
+"""The MNIST family on the pairing path, presets and the fast-path switches, on tiny synthetic images (no download)."""
 import dataclasses
 
 import pytest
 import torch
 
 import dmdlib
+from dmdlib import specs
 from dmdlib import accel
-from dmdlib import pipeline as pl
+from dmdlib import pairing
 
 
 def tiny_preset():
@@ -32,38 +33,40 @@ def test_mnist_presets_are_consistent():
 def test_paper_unet_parameter_count():
     p = dmdlib.get_preset("mnist", "paper")
     with torch.device("meta"):
-        net = pl.mnist_denoiser(p)
+        net = specs.denoiser(p)
     assert sum(q.numel() for q in net.parameters()) == 31_118_593
 
 
-def test_mnist_pipeline_end_to_end_on_synthetic_images(tmp_path):
+def test_mnist_pairing_end_to_end_on_synthetic_images(tmp_path):
+    """The MNIST family on the one pairing path: a kimg-snapshot teacher, the student of a snapshot, its record."""
     p = tiny_preset()
-    data = torch.rand(64, 1, 32, 32) * 2 - 1
-    teacher = pl.train_mnist_teacher(p, tmp_path, seed=0, device="cpu", data=data, progress_bar=False)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 32, 32, generator=g) * 2 - 1
+    spec = specs.DataSpec("synthetic", (1, 32, 32), specs._MnistSampler(x, torch.zeros(64, 10), False), "synthetic",
+                          p.teacher.sigma_data, kind="mnist", fit_distance="w2sq")
+    teacher = pairing.train_spec_teacher(spec, p, tmp_path, seed=0, device="cpu", progress_bar=False)
     assert teacher.unit == "kimg"
     assert sorted(teacher.snapshots) == sorted(float(s) for s in p.teacher.snapshots)
     for path in teacher.snapshots.values():
         assert "kimg" in str(path)
     with pytest.raises(ValueError, match="available"):
-        pl.mnist_snapshot(p, teacher, 999.0)
-    net = pl.mnist_snapshot(p, teacher, p.teacher_kimg)
-    z = pl.eval_noise(p.n_eval, (1, 32, 32), 0)
-    phi_8 = dmdlib.phi_k(net, z, p.k, batch_size=p.sample_batch)
-    student = pl.distill_mnist(p, net, p.teacher_kimg, tmp_path, seed=0, device="cpu", eval_z=z,
-                               eval_phi_8=phi_8, progress_bar=False)
-    evals = student.logs["eval"]
+        pairing.teacher_net(spec, p, teacher, 999.0)
+    run = pairing.run_pairing(spec, p, tmp_path, seed=0, device="cpu", snapshot=p.teacher_kimg, reference=False,
+                              progress_bar=False)
+    evals = run.student.logs["eval"]
     assert [e["iteration"] for e in evals] == list(range(0, p.dmd.iterations + 1, p.dmd.eval_every))
     # at iteration 0 the student is Phi_1: its Delta_E against Phi_8 equals Phi_1's
-    phi_1 = dmdlib.phi_k(net, z, 1)
-    assert evals[0]["delta_e"] == pytest.approx(dmdlib.pairing_inefficiency(phi_8, phi_1), rel=1e-6)
-    s = pl.sample_maps(net, z, ks=(1, 8), generator=student.generator, batch=p.sample_batch)
-    assert set(s) == {"phi_1", "phi_8", "g"} and s["g"].shape == (p.n_eval, 1, 32, 32)
-    torch.testing.assert_close(s["phi_8"], phi_8)
-    # a second call reloads both runs instead of training
-    again = pl.train_mnist_teacher(p, tmp_path, seed=0, device="cpu", data=data, progress_bar=False)
-    assert again.iterations == teacher.iterations
-    for a, b in zip(again.ema.parameters(), teacher.ema.parameters()):
-        assert torch.equal(a, b)
+    N = p.n_eval
+    phi_8, phi_1 = run.maps["phi_8"], run.maps["phi_1"]
+    assert evals[0]["delta_e"] == pytest.approx(dmdlib.pairing_inefficiency(phi_8[:N], phi_1[:N]), rel=1e-6)
+    torch.testing.assert_close(phi_8, dmdlib.phi_k(run.net, run.z, p.k, batch_size=p.sample_batch))
+    assert run.maps["g"].shape == (p.n_sets * N, 1, 32, 32) and "phi_8_2" not in run.maps
+    assert run.metrics["teacher_snapshot"] == p.teacher_kimg and run.metrics["delta_e"]["n"] == N
+    # a second call reloads every run instead of training, and gives the same record
+    again = pairing.run_pairing(spec, p, tmp_path, seed=0, device="cpu", snapshot=p.teacher_kimg, reference=False,
+                                progress_bar=False)
+    assert again.teacher.started_at == again.teacher.iterations and again.student.started_at == p.dmd.iterations
+    assert again.metrics["delta_e"] == run.metrics["delta_e"]
 
 
 def test_speed_switches_validate_and_keep_results_close(tmp_path):
@@ -77,12 +80,12 @@ def test_speed_switches_validate_and_keep_results_close(tmp_path):
     cfg = dataclasses.replace(p.teacher, iterations=4, checkpoint_every=4, log_every=4, snapshots=())
     fn = lambda n, g: data[torch.randint(0, 64, (n,), generator=g)]  # noqa: E731
     torch.manual_seed(0)
-    start = pl.mnist_denoiser(p).state_dict()
+    start = specs.denoiser(p).state_dict()
     res = {}
     for name, sp in (("ref", accel.REFERENCE), ("layout", accel.Speed(channels_last=True)),
                      ("fast", accel.Speed(amp="bf16", channels_last=True))):
         torch.manual_seed(0)
-        net = pl.mnist_denoiser(p)
+        net = specs.denoiser(p)
         res[name] = dmdlib.train_teacher(net, fn, cfg, device="cpu", progress_bar=False, speed=sp).ema.state_dict()
 
     def dist(a, b):
