@@ -68,10 +68,10 @@ from . import accel, distributed
 from .labels import check_label_dim, check_labels, model_label_dim
 from .presets import DMDConfig
 from .precond import denoising_weight
-from .runs import (atomic_torch_save, check_data_id, check_stop_after, code_version, load_checkpoint,
+from .runs import (atomic_torch_save, check_data_id, check_stop_after, code_version, resume_state,
                    make_generator, prepare_run_dir, resolve_device, tensors_sha256)
 from .schedule import SIGMA_MAX, band_indices, karras_table
-from .step import StepNets, dmd_loop, dmd_step, evaluate_along, log_due, new_logs, set_lr, update, warmup_lr
+from .step import StepNets, dmd_loop, dmd_step, evaluate_along, new_logs, update
 
 
 class OneStepGenerator(nn.Module):
@@ -322,10 +322,8 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
         run_dir = distributed.on_main(prepare_run_dir, run_dir,
                                       run_config(real, z_shape, cfg, seed, sigma_data, speed, data_id,
                                                  regression_pairs, student_init, label_dim))
-        final = run_dir / "result.pt"
-        path = final if final.exists() else run_dir / "checkpoint.pt"
-        if path.exists():
-            ck = load_checkpoint(path, map_location=dev)
+        ck = resume_state(run_dir, map_location=dev)
+        if ck is not None:
             gen.load_state_dict(ck["generator"])
             fake.load_state_dict(ck["fake"])
             if head is not None:

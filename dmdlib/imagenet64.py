@@ -2,7 +2,7 @@
 
 The weights of EDM's class-conditional ImageNet-64 teacher and of DMD2's
 student are not available offline; with none supplied the section says what
-to supply and how to convert it (:data:`IMAGENET64_HELP`).
+to supply and how to convert it (``IMAGENET64_HELP``).
 """
 from __future__ import annotations
 

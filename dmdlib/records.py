@@ -39,7 +39,7 @@ from .runs import derived_seed, make_generator
 class Targets:
     """What every student of one teacher network is measured against (:func:`eval_targets`; CPU float32).
 
-    ``z`` holds R independent sets of N evaluation seeds [R*N, *shape] and
+    ``z`` holds R independent sets of N evaluation seeds ``[R*N, *shape]`` and
     ``labels`` their one-hot labels (None when unconditional); ``phi_k`` and
     ``phi_1`` are the teacher's outputs on them, ``phi_k_2`` the second
     teacher's Phi_K (None when not computed); ``ref`` is T = Phi_{k_ref} on

@@ -131,33 +131,15 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_torch_save(obj: Any, path) -> None:
-    """torch.save to a temporary file, then atomically replace ``path``."""
+def _atomic_replace(path, write) -> None:
+    """``write(tmp)`` to a temporary file in ``path``'s folder, fsync it, then atomically replace ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
@@ -165,6 +147,24 @@ def atomic_torch_save(obj: Any, path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and os.replace."""
+    _atomic_replace(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_torch_save(obj: Any, path) -> None:
+    """torch.save to a temporary file, then atomically replace ``path``."""
+    _atomic_replace(path, lambda tmp: torch.save(obj, tmp))
+
+
+def resume_state(run_dir, map_location="cpu") -> Optional[dict]:
+    """What a run folder holds to continue from: its final ``result.pt``, else its ``checkpoint.pt``, else None."""
+    run_dir = Path(run_dir)
+    final = run_dir / "result.pt"
+    path = final if final.exists() else run_dir / "checkpoint.pt"
+    return load_checkpoint(path, map_location=map_location) if path.exists() else None
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

@@ -45,7 +45,7 @@ class DataSpec:
     ``data_id`` identifies it inside run folders (a run trained on other
     data is refused there). ``kind`` prefixes the run-folder names.
     ``fit_distance`` names the distance between sample sets of the fit gate
-    (:data:`FIT_DISTANCES`: ``"w2sq"``, squared W2 by exact optimal transport;
+    (``FIT_DISTANCES``: ``"w2sq"``, squared W2 by exact optimal transport;
     ``"fd"``, the Frechet distance in the features of dmdlib's MNIST
     classifier). ``support(x)`` (optional) is the fraction of samples on the
     data's support (the toys). A spec pickles when its callables do: the

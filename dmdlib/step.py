@@ -10,7 +10,7 @@ each stacked student's own). A change to the iteration therefore lands in both.
 
 One iteration (paper Sec. 2.2 and appendix D; DMD2's training loop):
 
-1. draw z [B, *shape] and, for conditional data, one class per sample;
+1. draw z ``[B, *shape]`` and, for conditional data, one class per sample;
 2. on a generator turn (``iteration % gen_every == 0``): x = G(z); the DM
    gradient at noise levels from the table's ``band`` (Eq. 3 in DMD2's
    normalised form, :func:`dmdlib.dmd.dm_gradient`) and the loss

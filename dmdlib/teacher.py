@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import torch
@@ -36,7 +35,7 @@ from .labels import model_label_dim, split_batch
 from .precond import edm_loss, edm_noise
 from .presets import TeacherConfig
 from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
-                   make_generator, prepare_run_dir, resolve_device)
+                   make_generator, prepare_run_dir, resolve_device, resume_state)
 
 DataFn = Callable[[int, torch.Generator], object]   # a tensor x [n, ...], or a pair (x, one-hot labels [n, label_dim])
 
@@ -185,10 +184,8 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     run_dir = distributed.on_main(prepare_run_dir, run_dir, run_config(denoiser, cfg, seed, speed, data_id)) \
         if run_dir is not None else None
     if run_dir is not None:
-        final = run_dir / "result.pt"
-        ckpt_path = final if final.exists() else run_dir / "checkpoint.pt"
-        if ckpt_path.exists():
-            ck = load_checkpoint(ckpt_path, map_location=dev)
+        ck = resume_state(run_dir, map_location=dev)
+        if ck is not None:
             denoiser.load_state_dict(ck["denoiser"])
             ema.load_state_dict(ck["ema"])
             if "optimizer" in ck:

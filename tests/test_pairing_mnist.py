@@ -100,3 +100,23 @@ def test_speed_switches_validate_and_keep_results_close(tmp_path):
     assert 0 <= dist(res["layout"], ref) < 1e-3 * moved
     # bf16 autocast rounds every forward pass (measured 7% of the motion after 4 steps)
     assert 0 < dist(res["fast"], ref) < 0.15 * moved
+
+
+def test_snapshots_side_by_side_equal_one_after_another(tmp_path):
+    """run_pairings over two teacher snapshots: concurrent students are the sequential ones (up to summation order),
+    written to the same run folders, so either way reloads the other's students."""
+    p = tiny_preset()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(64, 1, 32, 32, generator=g) * 2 - 1
+    spec = specs.DataSpec("synthetic", (1, 32, 32), specs._MnistSampler(x, torch.zeros(64, 10), False), "synthetic",
+                          p.teacher.sigma_data, kind="mnist", fit_distance="w2sq")
+    snaps = [float(s) for s in p.teacher.snapshots]
+    seq = pairing.run_pairings(spec, p, tmp_path / "seq", snapshots=snaps, device="cpu", progress_bar=False)
+    side = pairing.run_pairings(spec, p, tmp_path / "side", snapshots=snaps, concurrent=True, device="cpu",
+                                progress_bar=False)
+    assert [r.snapshot for r in side] == snaps
+    for a, b in zip(seq, side):
+        torch.testing.assert_close(a.maps["g"], b.maps["g"], atol=1e-4, rtol=1e-4)
+        assert a.metrics["delta_e"]["delta_e"] == pytest.approx(b.metrics["delta_e"]["delta_e"], abs=1e-3)
+    names = lambda root: sorted(d.name for d in root.iterdir() if d.name.startswith("student-"))  # noqa: E731
+    assert names(tmp_path / "seq") == names(tmp_path / "side") and len(names(tmp_path / "seq")) == 2

@@ -10,6 +10,7 @@ import pytest
 
 import sweep_jobs
 from dmdlib import cli
+from dmdlib import across_seeds as acs
 from dmdlib import sweep as sw
 
 TESTS = Path(__file__).resolve().parent
@@ -63,9 +64,9 @@ def test_headline_records_are_the_students():
     m = sweep_jobs.metrics(0)
     m["variants"] = {"gan": {"delta_e": sweep_jobs.record(0.3)}}
     m["students"] = [{"teacher_kimg": 4, "delta_e": sweep_jobs.record(0.2)}]
-    labels = [label for label, _ in sw.headline_records(m)]
+    labels = [label for label, _ in acs.headline_records(m)]
     assert labels == ["chessboard", "moons", "gan", "students.0"]
-    assert [label for label, _ in sw.headline_records({"delta_e": sweep_jobs.record(0.04)})] == ["student"]
+    assert [label for label, _ in acs.headline_records({"delta_e": sweep_jobs.record(0.04)})] == ["student"]
 
 
 def test_summary_of_synthetic_runs_and_skip_logic(tmp_path):
@@ -82,33 +83,33 @@ def test_summary_of_synthetic_runs_and_skip_logic(tmp_path):
     (tmp_path / runs[0].name / "metrics.json").write_text(json.dumps(sweep_jobs.metrics(0)))
 
     rows = sw.summary_rows(tmp_path, runs, params)
-    sw.write_csv(tmp_path / "summary.csv", rows, sw.summary_columns(["scale"]))
+    acs.write_csv(tmp_path / "summary.csv", rows, acs.summary_columns(["scale"]))
     with open(tmp_path / "summary.csv", newline="") as f:
         raw = list(csv.reader(f))
     assert raw[0] == ["run", "seed", "scale", "record", "delta_e", "ci_low", "ci_high", "n", "r", "converged"]
     assert raw[1] == ["seed-0_scale-1", "0", "1", "chessboard", "8.0", "7.5", "8.5", "100", "3", "true"]
     assert raw[4] == ["seed-0_scale-10", "0", "10", "moons", "20", "19.5", "20.5", "100", "3", "false"]
     assert len(raw) == 1 + 4 * 2                            # 4 finished runs x 2 students; references left out
-    back = sw.read_summary(tmp_path / "summary.csv")
+    back = acs.read_summary(tmp_path / "summary.csv")
     assert back[2] == {"run": "seed-0_scale-10", "seed": 0, "scale": "10", "record": "chessboard", "delta_e": 80.0,
                        "ci_low": 79.5, "ci_high": 80.5, "n": 100, "r": 3, "converged": True}
-    assert sw.grid_columns(back) == ["scale"]
+    assert acs.grid_columns(back) == ["scale"]
 
 
 def test_seed_spread(tmp_path):
     rows = [{"run": f"seed-{s}", "seed": s, "record": "chessboard", "delta_e": v, "ci_low": v - 0.2,
              "ci_high": v + 0.4, "n": 1000, "r": 10, "converged": s != 2} for s, v in ((2, 9.0), (0, 8.0), (1, 10.0))]
     rows.append({**rows[0], "record": "moons", "delta_e": float("inf"), "ci_low": float("inf"), "ci_high": float("inf")})
-    spread = sw.seed_spread(rows)
+    spread = acs.seed_spread(rows)
     c = spread["chessboard"]
     assert c["seeds"] == [0, 1, 2] and c["delta_e"] == [8.0, 10.0, 9.0] and c["converged"] == [True, True, False]
     assert c["mean"] == 9.0 and c["sd"] == 1.0 and c["within_half_width"] == pytest.approx(0.3)
     assert c["across_half_width"] == pytest.approx(4.302652729749464 / math.sqrt(3))   # t_{0.975, 2} sd / sqrt(3)
     m = spread["moons"]
     assert m["n_seeds"] == 1 and m["mean"] is None and m["sd"] is None and m["across_half_width"] is None
-    assert sw.command_for("results/quick/seeds/summary.csv") == \
+    assert acs.command_for("results/quick/seeds/summary.csv") == \
         "python -m dmdlib sweep --notebook 01 --preset quick --seeds 0 1 2 --executor local --out results/quick/seeds"
-    assert "--preset paper " in sw.command_for("x/summary.csv", preset="paper")
+    assert "--preset paper " in acs.command_for("x/summary.csv", preset="paper")
 
 
 def test_failed_runs_are_listed_and_a_rerun_skips_finished_ones(tmp_path, monkeypatch):
@@ -127,7 +128,7 @@ def test_failed_runs_are_listed_and_a_rerun_skips_finished_ones(tmp_path, monkey
     with open(tmp_path / "failed.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert row["run"] == "seed-1" and row["log"] == failed.log and row["error"] == failed.error
-    assert [(r["run"], r["record"]) for r in sw.read_summary(tmp_path / "summary.csv")] == \
+    assert [(r["run"], r["record"]) for r in acs.read_summary(tmp_path / "summary.csv")] == \
         [("seed-0", "chessboard"), ("seed-0", "moons")]
 
     (tmp_path / "seed-1" / "fixed").touch()
@@ -135,7 +136,7 @@ def test_failed_runs_are_listed_and_a_rerun_skips_finished_ones(tmp_path, monkey
     res = sw.sweep("01", "smoke", [0, 1], tmp_path, **kw)
     assert [r.name for r in res.skipped] == ["seed-0"] and [o.run.name for o in res.outcomes] == ["seed-1"]
     assert res.failed == [] and "[sweep] seed-0: finished earlier, skipped" in seen
-    assert [r["seed"] for r in sw.read_summary(tmp_path / "summary.csv")] == [0, 0, 1, 1]
+    assert [r["seed"] for r in acs.read_summary(tmp_path / "summary.csv")] == [0, 0, 1, 1]
     with open(tmp_path / "failed.csv") as f:
         assert f.read().strip() == "run,seed,error,log,notebook"
     with pytest.raises(ValueError, match="holds a sweep with other settings .*preset: 'smoke'"):
@@ -170,7 +171,7 @@ def test_sweep_notebook_01_at_smoke_through_the_local_executor(tmp_path, capsys)
     argv = ["sweep", "--notebook", "01", "--preset", "smoke", "--seeds", "0", "1", "--executor", "local",
             "--device", "cpu", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
-    rows = sw.read_summary(tmp_path / "summary.csv")
+    rows = acs.read_summary(tmp_path / "summary.csv")
     assert [(r["seed"], r["record"]) for r in rows] == [(s, d) for s in (0, 1)
                                                         for d in ("chessboard", "moons", "gaussian_mixture")]
     for r in rows:
@@ -190,7 +191,7 @@ def test_sweep_notebook_01_at_smoke_through_the_local_executor(tmp_path, capsys)
     published = sorted(str(p.relative_to(pub)) for p in pub.rglob("*") if p.is_file())
     assert published == ["failed.csv", "seed-0/done.json", "seed-0/metrics.json", "seed-1/done.json",
                          "seed-1/metrics.json", "summary.csv", "sweep.json"]       # no runs, no checkpoints
-    both, sweeps = sw.read_summaries(pub.parent)
+    both, sweeps = acs.read_summaries(pub.parent)
     assert [r["record"] for r in both] == [f"01_lowdim_remapping: {r['record']}" for r in rows]
     assert [r["delta_e"] for r in both] == [r["delta_e"] for r in rows] and sweeps["01"]["preset"] == "smoke"
 
@@ -205,7 +206,7 @@ def test_across_seeds_page_reads_a_summary(tmp_path):
              "n": 1000, "r": 10, "converged": True}
             for s, (a, b) in enumerate([(8.0, 0.03), (10.0, 0.05), (9.0, 0.04)])
             for rec, v in (("chessboard", a), ("moons", b))]
-    sw.write_csv(tmp_path / "sweep" / "summary.csv", rows, sw.summary_columns([]))
+    acs.write_csv(tmp_path / "sweep" / "summary.csv", rows, acs.summary_columns([]))
     out = tmp_path / "page"
     pm.execute_notebook(str(ROOT / "notebooks" / "08_across_seeds.ipynb"), str(tmp_path / "out.ipynb"),
                         cwd=str(ROOT), kernel_name="python3", progress_bar=False,
@@ -228,7 +229,7 @@ def test_across_seeds_page_reads_published_sweeps_of_two_notebooks(tmp_path):
         rows = [{"run": f"seed-{s}", "seed": s, "record": rec, "delta_e": v + k, "ci_low": v + k - 0.1,
                  "ci_high": v + k + 0.1, "n": 1000, "r": 10, "converged": s != 2}
                 for s, v in enumerate((8.0, 10.0, 9.0)) for k, rec in enumerate(recs)]
-        sw.write_csv(tmp_path / "seeds" / sub / "summary.csv", rows, sw.summary_columns([]))
+        acs.write_csv(tmp_path / "seeds" / sub / "summary.csv", rows, acs.summary_columns([]))
         (tmp_path / "seeds" / sub / "sweep.json").write_text(json.dumps({"notebook": nb, "preset": "quick"}))
     out = tmp_path / "page"
     pm.execute_notebook(str(ROOT / "notebooks" / "08_across_seeds.ipynb"), str(tmp_path / "out.ipynb"),
