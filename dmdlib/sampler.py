@@ -73,3 +73,18 @@ def phi_k(denoiser: Denoiser, z: torch.Tensor, k: int, labels: Optional[torch.Te
         lab = None if labels is None else labels[i:i + batch_size]
         outs.append(heun_sample(denoiser, z[i:i + batch_size], k, labels=lab, **schedule))
     return torch.cat(outs)
+
+
+@torch.no_grad()
+def one_step(generator: Denoiser, z: torch.Tensor, labels: Optional[torch.Tensor] = None,
+             batch_size: Optional[int] = None) -> torch.Tensor:
+    """G(z) (G(z, labels) with labels) in chunks of ``batch_size`` rows (all at once if None), in float32 with
+    TF32 and autocast off (:func:`dmdlib.accel.fp32`), like Phi_K: a student is measured alike whatever speed it
+    was trained at. On ``z``'s device; the generator's mode (eval/train) is the caller's."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    step = batch_size or max(z.shape[0], 1)
+    with accel.fp32(z):
+        outs = [generator(z[i:i + step]) if labels is None else generator(z[i:i + step], labels[i:i + step])
+                for i in range(0, z.shape[0], step)]
+    return torch.cat(outs)

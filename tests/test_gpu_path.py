@@ -165,8 +165,9 @@ def test_sampling_runs_fp32_with_tf32_and_autocast_off():
     check_sampling_is_fp32("cpu")
 
 
-def test_fp32_block_and_sampling_key():
-    """accel.fp32 (for the one-step generation of the evaluation) and the key of cached samples."""
+def test_one_step_generation_is_fp32_and_sampling_key():
+    """accel.fp32 and sampler.one_step (the evaluation's one-step generation) compute in float32 with TF32 and
+    autocast off inside the caller's bf16 autocast with TF32 on; the key of cached samples names that."""
     gen = dmdlib.OneStepGenerator(adm8(std=0.05)).eval()
     z = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -182,6 +183,21 @@ def test_fp32_block_and_sampling_key():
         finally:
             accel.set_tf32(prev[0])
     assert torch.equal(x, plain)
+    seen = []
+
+    def gen_recorded(z, labels=None):
+        seen.append((accel.tf32_flags(), torch.is_autocast_enabled("cpu"), labels is None))
+        return gen(z)
+
+    prev = accel.set_tf32(True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = dmdlib.sampler.one_step(gen_recorded, z, batch_size=3)
+    finally:
+        accel.set_tf32(prev[0])
+    with torch.no_grad():
+        chunks = torch.cat([gen(z[:3]), gen(z[3:])])
+    assert torch.equal(y, chunks) and seen == [((False, False, "highest"), False, True)] * 2
     key = accel.sampling_key("cpu")
     assert key["device_type"] == "cpu" and "fp32" in key["precision"]
     assert accel.sampling_key(torch.device("cuda", 0))["device_type"] == "cuda"
