@@ -12,7 +12,7 @@ they return.
 Whatever the training used, three computations run in float32 with TF32
 off and autocast off (:func:`fp32`), so the measured quantities do not
 depend on the fast path: sampling (Phi_K, :func:`dmdlib.sampler.heun_sample`),
-the one-step generation of the evaluation (wrap it in :func:`fp32`), and
+the one-step generation of the evaluation (:func:`dmdlib.sampler.one_step`), and
 the DM gradient (:func:`dmdlib.dmd.dm_gradient`), the difference of two
 nearly equal denoiser outputs, which bf16 or TF32 rounding would drown.
 
