@@ -126,7 +126,7 @@ def tf32_flags() -> tuple:
 
 
 def _tf32_state():
-    """The raw settings that :func:`_restore_tf32` puts back."""
+    """The raw settings that ``_restore_tf32`` puts back."""
     if _NEW_API:
         return tuple(s.fp32_precision for s in _sites())
     return tf32_flags()

@@ -31,7 +31,7 @@ data-parallel with the code of one process:
   messages (:func:`on_main`, :func:`main_first`, :func:`barrier`) go
   through a Gloo group (:func:`control_group`; the default group itself
   under Gloo), which waits on the CPU, and every group is made with a
-  timeout of :data:`TIMEOUT` (NCCL's default watchdog would end a wait
+  timeout of ``TIMEOUT`` (NCCL's default watchdog would end a wait
   after 10 minutes).
 
 The global batch must be divisible by the number of processes.
@@ -174,7 +174,7 @@ def mean(value: torch.Tensor) -> torch.Tensor:
 
 
 def barrier() -> None:
-    """Wait until every rank arrives (through the control group: waits on the CPU, for up to :data:`TIMEOUT`)."""
+    """Wait until every rank arrives (through the control group: waits on the CPU, for up to ``TIMEOUT``)."""
     if active():
         dist.barrier(group=control_group())
 
