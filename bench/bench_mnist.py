@@ -9,7 +9,10 @@ For each it times teacher training (images/s) and DMD iterations (it/s, the
 1:5 schedule included) and prints peak GPU memory and the ratios. It also
 times Delta_E at N = 1,000 and N = 10,000 on the CPU (float64, exact
 assignment), and checks that bf16 training leaves the fp32 sampler's output
-unchanged (the sampler never uses autocast). It then times ``--students``
+unchanged (:func:`sampler_check`: Phi_K of one network before and after a
+fast-path training run, and inside bf16 autocast with TF32 on; the sampler
+runs in fp32 whatever the caller set, so both differences are 0; printed
+beside what a bf16 forward pass would differ by). It then times ``--students``
 DMD students (distinct teachers, the teacher-convergence sweep) trained one
 after another and side by side (dmdlib.concurrent), fp32, and prints the
 speed-up. Results go to stdout and, with
@@ -89,6 +92,39 @@ def time_dmd(p, speed, dev, steps, warmup):
     _sync(dev)
     dt = time.perf_counter() - t
     return {"it_per_s": steps / dt, "s_per_it": dt / steps, "peak_gib": _peak(dev)}
+
+
+def sampler_check(p, dev, speed, n=8, k=4):
+    """Max |difference| of Phi_K of a random network on ``n`` seeds: fp32 as is vs (a) after a 2-iteration training run at ``speed``
+    (global flags it might leave behind) and (b) inside bf16 autocast with TF32 on; both must be 0. ``bf16_forward``:
+    what one bf16-autocast forward pass of the same network differs by from fp32, the scale a bf16 sampler would
+    have."""
+    torch.manual_seed(0)
+    net = mnist_denoiser(p).to(dev).eval()
+    with torch.no_grad():   # a random network whose output is not zero (ADM's output layers start at zero)
+        for q in net.parameters():
+            q.add_(0.02 * torch.randn_like(q))
+    shape = (p.unet.in_channels, p.unet.img_resolution, p.unet.img_resolution)
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(1)).to(dev)
+    ref = dmdlib.phi_k(net, z, k)
+    data = torch.rand(64, *shape, device=dev) * 2 - 1
+    cfg = dataclasses.replace(p.teacher, iterations=2, batch_size=8, checkpoint_every=2, log_every=2, snapshots=())
+    dmdlib.train_teacher(mnist_denoiser(p), lambda b, g: data[torch.randint(0, 64, (b,), generator=g, device=dev)],
+                         cfg, device=dev, progress_bar=False, speed=speed)
+    after = dmdlib.phi_k(net, z, k)
+    prev = accel.set_tf32(True)
+    try:
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            inside = dmdlib.phi_k(net, z, k)
+            sigma = torch.full((n,), 1.0, device=dev)
+            with torch.no_grad():
+                d_bf16 = net(z, sigma)
+    finally:
+        accel.set_tf32(prev[0])
+    with torch.no_grad():
+        d_fp32 = net(z, torch.full((n,), 1.0, device=dev))
+    return {"after_training": (after - ref).abs().max().item(), "inside_bf16_tf32": (inside - ref).abs().max().item(),
+            "bf16_forward": (d_bf16.float() - d_fp32).abs().max().item(), "k": k, "n": n}
 
 
 def time_delta_e(n, dim=1024, repeats=3, noise=0.3):
@@ -173,6 +209,11 @@ def main(argv=None):
               f"peak {max(tt['peak_gib'], td['peak_gib']):.2f} GiB")
     accel.set_tf32(False)
     if not args.skip_training:
+        sc = sampler_check(p, dev, dataclasses.replace(fast, compile=False))
+        out["sampler_check"] = sc
+        print(f"sampler (Phi_{sc['k']}, fp32): max |diff| after bf16 training {sc['after_training']:.3g}, inside bf16 "
+              f"autocast with TF32 on {sc['inside_bf16_tf32']:.3g} (0 expected; one bf16 forward pass differs by "
+              f"{sc['bf16_forward']:.3g})")
         out["ratio_teacher"] = out["fast"]["teacher"]["images_per_s"] / out["reference"]["teacher"]["images_per_s"]
         out["ratio_dmd"] = out["fast"]["dmd"]["it_per_s"] / out["reference"]["dmd"]["it_per_s"]
         print(f"speed-up (fast / reference): teacher {out['ratio_teacher']:.2f}x, DMD {out['ratio_dmd']:.2f}x")

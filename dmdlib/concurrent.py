@@ -125,7 +125,7 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     for i, (t, d) in enumerate(zip(teachers, run_dirs)):
         if d is not None:
             d = prepare_run_dir(d, run_config(t, z_shape, cfg, seed, sigma_data, speed, student_init=inits[i],
-                                              label_dim=label_dim))
+                                              label_dim=label_dim, device=dev))
             run_dirs[i] = d
             if (d / "result.pt").exists() or (d / "checkpoint.pt").exists():   # finished, or begun sequentially
                 results[i] = distill(t, z_shape, cfg, run_dir=d, seed=seed, device=dev, progress_bar=progress_bar,
@@ -160,7 +160,7 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     if run_dirs[0] is not None:
         names = [run_dirs[i].name for i in todo]
         shared = {k: v for k, v in run_config(reals[0], z_shape, cfg, seed, sigma_data, speed,
-                                              label_dim=label_dim).items()
+                                              label_dim=label_dim, device=dev).items()
                   if k not in ("teacher", "teacher_sigma_data", "student_init")}   # per member, in its own folder
         group_dir = prepare_run_dir(Path(run_dirs[todo[0]]).parent / f"concurrent-{config_tag(names)}",
                                     {**shared, "kind": "dmd-concurrent", "members": names})

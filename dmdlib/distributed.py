@@ -25,13 +25,21 @@ data-parallel with the code of one process:
 * **files**: rank 0 alone prepares the run folder and writes checkpoints,
   snapshots and outputs (:func:`on_main`, :func:`main_first`); every rank
   reads a checkpoint when a run resumes, so a stopped torchrun job restarted
-  with the same command continues where it stopped.
+  with the same command continues where it stopped;
+* **waiting**: while rank 0 works alone (fetching MNIST, computing Phi_8 on
+  10,000 seeds), the other ranks wait in a control message. Control
+  messages (:func:`on_main`, :func:`main_first`, :func:`barrier`) go
+  through a Gloo group (:func:`control_group`; the default group itself
+  under Gloo), which waits on the CPU, and every group is made with a
+  timeout of ``TIMEOUT`` (NCCL's default watchdog would end a wait
+  after 10 minutes).
 
 The global batch must be divisible by the number of processes.
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from typing import Callable
 
@@ -40,6 +48,10 @@ import torch.distributed as dist
 from torch import nn
 
 from .runs import resolve_device
+
+
+TIMEOUT = datetime.timedelta(hours=2)   # how long a rank may wait for the others (rank 0 alone: data, Phi_8)
+_control = None                          # the Gloo group of control messages when the default group is not Gloo
 
 
 def launched() -> bool:
@@ -86,15 +98,29 @@ def init(device: str = "auto") -> torch.device:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
     if not active():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=TIMEOUT)
+    control_group()
     return dev
+
+
+def control_group():
+    """The process group of control messages: the default group under Gloo, else a Gloo group of every rank
+    (made on first use, which every rank must reach together, as :func:`init` does)."""
+    global _control
+    if dist.get_backend() == "gloo":
+        return None
+    if _control is None:
+        _control = dist.new_group(backend="gloo", timeout=TIMEOUT)
+    return _control
 
 
 def shutdown() -> None:
     """Leave the process group (after a barrier, so that no rank exits while another still needs it)."""
+    global _control
     if active():
-        dist.barrier()
+        barrier()
         dist.destroy_process_group()
+        _control = None
 
 
 def check_batch(batch_size: int, name: str) -> None:
@@ -148,14 +174,15 @@ def mean(value: torch.Tensor) -> torch.Tensor:
 
 
 def barrier() -> None:
+    """Wait until every rank arrives (through the control group: waits on the CPU, for up to ``TIMEOUT``)."""
     if active():
-        dist.barrier()
+        dist.barrier(group=control_group())
 
 
 def _share(status):
     """Broadcast rank 0's ``status`` (any picklable value) to every rank and return it."""
     box = [status]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=control_group())
     return box[0]
 
 

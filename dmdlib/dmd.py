@@ -68,8 +68,8 @@ from . import accel, distributed
 from .labels import check_label_dim, check_labels, model_label_dim
 from .presets import DMDConfig
 from .precond import denoising_weight
-from .runs import (atomic_torch_save, check_data_id, check_stop_after, code_version, resume_state,
-                   make_generator, prepare_run_dir, resolve_device, tensors_sha256)
+from .runs import (atomic_torch_save, check_data_id, check_stop_after, code_version, device_record, make_generator,
+                   prepare_run_dir, resolve_device, resume_state, tensors_sha256)
 from .schedule import SIGMA_MAX, band_indices, karras_table
 from .step import StepNets, dmd_loop, dmd_step, evaluate_along, new_logs, update
 
@@ -93,9 +93,17 @@ def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def dm_gradient(x: torch.Tensor, fake: nn.Module, real: nn.Module, sigma: torch.Tensor,
                 eps: torch.Tensor, labels=None) -> torch.Tensor:
-    """The normalised DM gradient (D_fake(x_t) - D_real(x_t)) / mean|x - D_real(x_t)| (no grad)."""
-    with torch.no_grad():
-        x = x.detach()
+    """The normalised DM gradient (D_fake(x_t) - D_real(x_t)) / mean|x - D_real(x_t)| (no grad; paper Eq. 3).
+
+    Computed in float32 whatever the caller's autocast and TF32 settings
+    (:func:`dmdlib.accel.fp32`; bf16 or fp16 inputs are cast up): D_fake -
+    D_real is a small difference of two nearly equal outputs, and bf16
+    rounding of the two passes drowns it (cosine about 0 to the fp32
+    gradient for a fake score 1e-3 away from the teacher, tests/test_gpu_path.py).
+    """
+    with torch.no_grad(), accel.fp32(x):
+        up = lambda t: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t  # noqa: E731
+        x, sigma, eps = up(x.detach()), up(sigma), up(eps)
         x_t = x + _bcast(sigma, x) * eps
         d_fake = fake(x_t, sigma, labels)
         d_real = real(x_t, sigma, labels)
@@ -183,7 +191,7 @@ def teacher_sigma_data(teacher: nn.Module, sigma_data: Optional[float] = None) -
 def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int, sigma_data: Optional[float] = None,
                speed: Optional[accel.Speed] = None, data_id: Optional[str] = None,
                regression_pairs: Optional[tuple] = None, student_init: Optional[nn.Module] = None,
-               label_dim: int = 0) -> dict:
+               label_dim: int = 0, device=None) -> dict:
     """What identifies a DMD run (recorded in its folder; a different one is refused there).
 
     Everything that changes the result: the teacher (weights fingerprint and
@@ -193,8 +201,10 @@ def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int, si
     the GAN term is on), the regression pairs (SHA-256, when the regression
     term is on, labels included), the network the student starts from (None: the teacher),
     the number of classes ``label_dim`` (recorded only when > 0, so
-    unconditional run folders read as before) and the version of the
-    training code. ``distill_concurrent`` records the
+    unconditional run folders read as before), the version of the
+    training code and, when ``device`` is given, its type (the run's random
+    streams are drawn there; :func:`dmdlib.runs.prepare_run_dir` refuses
+    another one). ``distill_concurrent`` records the
     same for each of its students, so either path reloads the other's runs.
     """
     use_gan = cfg.gan_d_weight > 0 or cfg.gan_g_weight > 0
@@ -207,7 +217,7 @@ def run_config(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, seed: int, si
             "speed": accel.speed_record(speed), "data_id": data_id if use_gan else None,
             "regression_pairs": tensors_sha256(*pairs) if pairs is not None else None,
             "student_init": init, **({"label_dim": label_dim} if label_dim else {}),
-            "code_version": code_version()}
+            "code_version": code_version(), **device_record(device)}
 
 
 def check_label_setup(teacher: nn.Module, label_dim) -> int:
@@ -321,7 +331,7 @@ def distill(teacher: nn.Module, z_shape: tuple, cfg: DMDConfig, run_dir=None, se
     if run_dir is not None:
         run_dir = distributed.on_main(prepare_run_dir, run_dir,
                                       run_config(real, z_shape, cfg, seed, sigma_data, speed, data_id,
-                                                 regression_pairs, student_init, label_dim))
+                                                 regression_pairs, student_init, label_dim, dev))
         ck = resume_state(run_dir, map_location=dev)
         if ck is not None:
             gen.load_state_dict(ck["generator"])

@@ -39,7 +39,7 @@ from .dmd import DMDResult, distill
 from .labels import one_hot
 from .metrics import delta_e_record
 from .runs import config_tag, derived_seed, make_generator, resolve_device
-from .sampler import phi_k
+from .sampler import one_step, phi_k
 from .specs import DataSpec, spec_denoiser
 from .teacher import TeacherResult, load_snapshot, train_teacher
 
@@ -217,12 +217,14 @@ def cached_phi_k(net, z: torch.Tensor, k: int, cache_dir, batch: Optional[int] =
     Teacher outputs on the evaluation seeds are the costliest evaluation step
     (2K - 1 network calls per seed) and are shared by every student of a
     teacher, so they are computed once. A cache file whose key does not
-    match (other weights, seeds, labels or K) is recomputed and replaced.
+    match (other weights, seeds, labels, K, or the sampling arithmetic of :func:`dmdlib.accel.sampling_key`) is
+    recomputed and replaced.
     """
     from .dmd import state_fingerprint
     from .runs import atomic_torch_save, load_checkpoint
 
-    key = {"teacher": state_fingerprint(net), "z": _tensor_sha(z), "k": int(k), "shape": list(z.shape)}
+    key = {"teacher": state_fingerprint(net), "z": _tensor_sha(z), "k": int(k), "shape": list(z.shape),
+           **accel.sampling_key(device)}
     if labels is not None:
         key["labels"] = _tensor_sha(labels)
     path = Path(cache_dir) / f"phi{k}-{key['teacher'][:12]}-{key['z'][:12]}{'-' + key['labels'][:8] if labels is not None else ''}.pt"
@@ -244,15 +246,11 @@ def cached_phi_k(net, z: torch.Tensor, k: int, cache_dir, batch: Optional[int] =
 
 @torch.no_grad()
 def generate(generator, z: torch.Tensor, labels=None, batch: Optional[int] = None, device="cpu") -> torch.Tensor:
-    """G(z, labels) in chunks of ``batch`` (CPU float32), G in eval mode."""
+    """G(z, labels) in chunks of ``batch`` (CPU float32, G in eval mode), in fp32 with TF32 and autocast off
+    (:func:`dmdlib.sampler.one_step`), like Phi_K, whatever speed the student was trained at."""
     dev = _dev(device)
     generator.eval()
-    step = batch or z.shape[0]
-    out = []
-    for i in range(0, z.shape[0], step):
-        lab = None if labels is None else labels[i:i + step].to(dev)
-        out.append((generator(z[i:i + step].to(dev)) if lab is None else generator(z[i:i + step].to(dev), lab)).cpu())
-    return torch.cat(out)
+    return one_step(generator, z.to(dev), None if labels is None else labels.to(dev), batch).cpu()
 
 
 def delta_e_along(eval_z, phi_k_of_z, device, batch: Optional[int] = None, labels=None):

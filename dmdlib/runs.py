@@ -38,6 +38,10 @@ class ConfigMismatchError(RuntimeError):
     """A run directory holds a run made with a different configuration."""
 
 
+class DeviceMismatchError(ConfigMismatchError):
+    """A run directory holds a run made on another device type (its random streams continue only there)."""
+
+
 class CorruptCheckpointError(RuntimeError):
     """A checkpoint file cannot be loaded (truncated, corrupted, or not a dmdlib checkpoint).
 
@@ -265,6 +269,18 @@ def config_tag(*parts) -> str:
 
 
 INFO_KEY = "info"
+DEVICE_KEY = "device"
+LEGACY_DEVICE = "cpu"   # the device of folders written before it was recorded: dmdlib had run on CPUs only
+
+
+def device_record(device) -> dict:
+    """``{"device": <device type>}`` (e.g. ``"cpu"``, ``"cuda"``) for a run's ``config.json``; ``{}`` for None.
+
+    A run draws its random numbers from a generator on its device, so it
+    can be resumed (and its result reproduced) only on a device of that
+    type: :func:`prepare_run_dir` refuses another one.
+    """
+    return {} if device is None else {DEVICE_KEY: torch.device(device).type}
 
 
 def prepare_run_dir(run_dir, config: dict) -> Path:
@@ -272,7 +288,12 @@ def prepare_run_dir(run_dir, config: dict) -> Path:
 
     ``config`` must hold everything that changes the run's result; a folder
     whose ``config.json`` differs raises :class:`ConfigMismatchError` naming
-    the differing entries. A new ``config.json`` also gets an ``"info"``
+    the differing entries. A ``config`` with a ``"device"`` entry
+    (:func:`device_record`) in a folder made on another device type raises
+    :class:`DeviceMismatchError`, which says where the run can continue; a
+    folder whose ``config.json`` has no ``"device"`` (written before it was
+    recorded, when dmdlib ran on CPUs only) counts as made on ``"cpu"``.
+    A new ``config.json`` also gets an ``"info"``
     entry (the git commit of the code, :func:`git_state`), which is
     informational and not compared. Stale temporary files of a killed
     writer are removed (:func:`remove_stale_temps`).
@@ -287,6 +308,16 @@ def prepare_run_dir(run_dir, config: dict) -> Path:
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         old.pop(INFO_KEY, None)
+        if DEVICE_KEY in config:
+            legacy = DEVICE_KEY not in old
+            made_on = old.setdefault(DEVICE_KEY, LEGACY_DEVICE)
+            if made_on != config[DEVICE_KEY]:
+                raise DeviceMismatchError(
+                    f"run directory {run_dir} holds a run made on device type {made_on!r}"
+                    + (" (its config.json records no device: it was written before the device was recorded, "
+                       "when dmdlib ran on CPUs only)" if legacy else "")
+                    + f", not {config[DEVICE_KEY]!r}: its random numbers are drawn on its device, so it continues "
+                    f"(and reloads) only there; run it with device={made_on!r}, or choose another output_dir")
         if old != config:
             diff = _diff_keys(old, config)
             raise ConfigMismatchError(

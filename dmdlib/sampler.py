@@ -5,6 +5,10 @@ Euler step of the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma
 between consecutive levels of ``karras_sigmas(K)``, and a second-order (Heun)
 correction on every step except the last one, which goes to sigma = 0. K steps
 therefore cost 2K - 1 denoiser calls, and Phi_1(z) = D(sigma_max z, sigma_max).
+
+Sampling is float32 whatever the caller set: the denoiser runs with TF32
+and autocast off (:func:`dmdlib.accel.fp32`; PyTorch's default lets cuDNN
+convolutions use TF32 on a GPU), so Phi_K does not depend on the fast path.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Callable, Optional
 
 import torch
 
+from . import accel
 from .schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas
 
 Denoiser = Callable[..., torch.Tensor]
@@ -42,15 +47,16 @@ def heun_sample(denoiser: Denoiser, z: torch.Tensor, num_steps: int, sigma_min: 
     t_steps = karras_sigmas(num_steps, sigma_min, sigma_max, rho).tolist()
     dtype = z.dtype
     x = z.to(torch.float64) * sigma_max
-    for t_cur, t_next in zip(t_steps[:-1], t_steps[1:]):
-        denoised = _call(denoiser, x, t_cur, labels, dtype)
-        if t_next == 0:
-            x = denoised
-            break
-        d_cur = (x - denoised) / t_cur
-        x_next = x + (t_next - t_cur) * d_cur
-        d_next = (x_next - _call(denoiser, x_next, t_next, labels, dtype)) / t_next
-        x = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_next)
+    with accel.fp32(z):
+        for t_cur, t_next in zip(t_steps[:-1], t_steps[1:]):
+            denoised = _call(denoiser, x, t_cur, labels, dtype)
+            if t_next == 0:
+                x = denoised
+                break
+            d_cur = (x - denoised) / t_cur
+            x_next = x + (t_next - t_cur) * d_cur
+            d_next = (x_next - _call(denoiser, x_next, t_next, labels, dtype)) / t_next
+            x = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_next)
     return x.to(dtype)
 
 
@@ -66,4 +72,19 @@ def phi_k(denoiser: Denoiser, z: torch.Tensor, k: int, labels: Optional[torch.Te
     for i in range(0, z.shape[0], batch_size):
         lab = None if labels is None else labels[i:i + batch_size]
         outs.append(heun_sample(denoiser, z[i:i + batch_size], k, labels=lab, **schedule))
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def one_step(generator: Denoiser, z: torch.Tensor, labels: Optional[torch.Tensor] = None,
+             batch_size: Optional[int] = None) -> torch.Tensor:
+    """G(z) (G(z, labels) with labels) in chunks of ``batch_size`` rows (all at once if None), in float32 with
+    TF32 and autocast off (:func:`dmdlib.accel.fp32`), like Phi_K: a student is measured alike whatever speed it
+    was trained at. On ``z``'s device; the generator's mode (eval/train) is the caller's."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    step = batch_size or max(z.shape[0], 1)
+    with accel.fp32(z):
+        outs = [generator(z[i:i + step]) if labels is None else generator(z[i:i + step], labels[i:i + step])
+                for i in range(0, z.shape[0], step)]
     return torch.cat(outs)

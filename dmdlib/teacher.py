@@ -34,8 +34,8 @@ from . import accel, distributed
 from .labels import model_label_dim, split_batch
 from .precond import edm_loss, edm_noise
 from .presets import TeacherConfig
-from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, load_checkpoint,
-                   make_generator, prepare_run_dir, resolve_device, resume_state)
+from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, device_record,
+                   load_checkpoint, make_generator, prepare_run_dir, resolve_device, resume_state)
 
 DataFn = Callable[[int, torch.Generator], object]   # a tensor x [n, ...], or a pair (x, one-hot labels [n, label_dim])
 
@@ -124,17 +124,19 @@ def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Op
 
 
 def run_config(denoiser: nn.Module, cfg: TeacherConfig, seed: int, speed: Optional[accel.Speed] = None,
-               data_id: Optional[str] = None) -> dict:
+               data_id: Optional[str] = None, device=None) -> dict:
     """What identifies a teacher run (recorded in its folder; a different one is refused there).
 
     The configuration (with the loss's ``sigma_data``), the seed, the
     denoiser's own ``sigma_data`` (its preconditioning; None if it has
-    none), the speed settings, the training data's ``data_id`` and the
-    version of the training code.
+    none), the speed settings, the training data's ``data_id``, the
+    version of the training code and, when ``device`` is given, its type
+    (``"device"``: the run's random streams are drawn there;
+    :func:`dmdlib.runs.prepare_run_dir` refuses another one).
     """
     return {"kind": "teacher", "seed": seed, "config": asdict(cfg),
             "denoiser_sigma_data": getattr(denoiser, "sigma_data", None), "speed": accel.speed_record(speed),
-            "data_id": data_id, "code_version": code_version()}
+            "data_id": data_id, "code_version": code_version(), **device_record(device)}
 
 
 @accel.tf32_from_speed
@@ -181,7 +183,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     generator = make_generator(seed, dev)
     res = TeacherResult(denoiser, ema, unit=cfg.progress_unit, run_dir=None if run_dir is None else str(run_dir))
     start = 0
-    run_dir = distributed.on_main(prepare_run_dir, run_dir, run_config(denoiser, cfg, seed, speed, data_id)) \
+    run_dir = distributed.on_main(prepare_run_dir, run_dir, run_config(denoiser, cfg, seed, speed, data_id, dev)) \
         if run_dir is not None else None
     if run_dir is not None:
         ck = resume_state(run_dir, map_location=dev)
@@ -212,6 +214,8 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     window = []
     bar = tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not (progress_bar and main), leave=False)
     accel.prepare(denoiser, speed)
+    if speed is not None and speed.channels_last:   # the EMA in the network's layout: each update reads both alike
+        ema.to(memory_format=torch.channels_last)
     for st in teacher_steps(denoiser, ema, optimizer, data_fn, cfg, generator, start, speed):
         window.append(st.loss)
         res.iterations, res.kimg = st.iteration, st.kimg
@@ -247,6 +251,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
         if stop_after is not None and st.iteration - start >= stop_after:
             break
     bar.close()
+    ema.to(memory_format=torch.contiguous_format)   # returned in the layout a reloaded run has (the same values)
     if run_dir is not None and res.iterations >= cfg.iterations and main:
         save(run_dir / "result.pt", final=True)
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)

@@ -1,5 +1,6 @@
 """Shared test set-up: import dmdlib from the repository root, keep torch to two threads, build the smoke book
-once per session (test_notebooks.py checks it, test_browser.py renders it)."""
+once per session (test_notebooks.py checks it, test_browser.py renders it), skip the tests marked ``cuda``
+without a GPU."""
 import os
 import sys
 
@@ -22,3 +23,13 @@ def smoke_book(tmp_path_factory):
     build = tmp_path_factory.mktemp("book") / "build"
     build_smoke_book(build)
     return build
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA GPU: skipped (with the reason) where none is visible."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (bench/gpu_check.sh runs these on one)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

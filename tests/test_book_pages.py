@@ -54,6 +54,20 @@ def test_math_in_page_titles_is_typeset():
     assert SPHINX["config"]["myst_update_mathjax"] is False
 
 
+def test_page_titles_are_plain_text():
+    """A page's <title> (the browser tab) is not typeset: book/_ext/book_assets.py writes its math as text."""
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import book_assets
+
+    heading = 'Robustness: <span class="math notranslate nohighlight">\\(\\Delta_E\\)</span> across training seeds'
+    for title, plain in ((heading, "Robustness: ΔE across training seeds"),
+                         ("$\\Phi_8$ of $x^{2}$ &amp; $\\mathrm{FD}_{\\infty}$", "Φ₈ of x² &amp; FD∞"),
+                         ("No math &lt;here&gt;", "No math &lt;here&gt;")):
+        context = {"title": title}
+        book_assets.plain_title(None, "page", "page.html", context, None)
+        assert context["title"] == plain
+
+
 def test_no_script_comes_from_a_cdn():
     # the progress bars' ipywidgets JavaScript would be loaded from a CDN on every chapter
     assert SPHINX["config"]["nb_ipywidgets_js"] == {}

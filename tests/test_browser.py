@@ -7,6 +7,8 @@ every image, and show neither raw TeX nor a raw Markdown table rule in its visib
 each page goes to ``_build/screenshots/<page>.png``. One request is treated specially: Chromium asks every site for
 /favicon.ico on its own, and while the book has none the server answers it with "204 No Content".
 
+Every page's ``<title>`` (the browser tab's text, which MathJax does not typeset) must be plain text too.
+
 Chromium and chromedriver come from Debian (`scripts/setup_browser.sh`, run by `make test`); without them every test
 here fails with a message saying so, never skips.
 """
@@ -32,6 +34,8 @@ WIDTH, MAX_HEIGHT = 1280, 16000           # screenshot size in CSS pixels; talle
 PAGE_TIMEOUT_S = 60
 
 RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\$\\")                       # \(  \[  $$  $\
+# TeX in a page's <title> (the browser tab, never typeset): a command or math delimiter, a dollar, a TeX sub/superscript
+TITLE_TEX = re.compile(r"\\[A-Za-z()\[\]]|\$|[_^]\{")
 # a Markdown table's rule line, | --- | --- | or |---|, also after Sphinx's smartquotes made --- an em dash (| — | — |)
 TABLE_RULE = re.compile(r"^(?=[^\n]*\|)(?=[^\n]*(?:-{3}|\u2014|\u2013))[ \t|:\-\u2013\u2014]+$", re.M)
 EXPLORER = "#dmd-explorer, .dmd-explorer"
@@ -305,6 +309,12 @@ def test_no_raw_tex_in_visible_text(reports, page):
     rep = _report(reports, page)
     _none(rep.raw_tex, f"{page}: raw TeX (\\( \\[ $$ $\\) in the visible text, or math MathJax could not typeset "
                        f"(MathJax: {rep.mathjax})")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_title_has_no_raw_tex(reports, page):
+    rep = _report(reports, page)
+    _none(_snippets(TITLE_TEX, rep.title), f"{page}: raw TeX in the page's <title> {rep.title!r} (the browser tab)")
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -55,6 +55,53 @@ def test_batch_must_split_evenly(monkeypatch):
         distributed.check_batch(16, "DMDConfig.batch_size")
 
 
+def test_nccl_groups_wait_long_and_control_messages_go_through_gloo(monkeypatch):
+    """Under NCCL (simulated: rank 1 of 2 on 'cuda', torch.distributed recorded), init gives the process group a
+    timeout of distributed.TIMEOUT (NCCL's default watchdog fires after 10 minutes, while rank 0 may fetch MNIST or
+    compute Phi_8 alone), and the control messages (on_main, main_first, barrier) use a Gloo group with the same."""
+    import datetime
+
+    import torch.distributed as dist
+
+    calls, state = [], {"up": False}
+    control = object()
+    sent = [("ok", 42), None]                                     # what rank 0 sends: on_main's result, main_first's
+
+    def init_process_group(**kw):
+        calls.append(("init", kw))
+        state["up"] = True
+
+    def new_group(**kw):
+        calls.append(("new_group", kw))
+        return control
+
+    def broadcast_object_list(box, src=0, group=None):
+        calls.append(("broadcast", group))
+        box[0] = sent.pop(0)
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(distributed, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda dev: None)
+    monkeypatch.setattr(distributed, "_control", None)
+    for name, fn in (("init_process_group", init_process_group), ("new_group", new_group),
+                     ("broadcast_object_list", broadcast_object_list), ("is_initialized", lambda: state["up"]),
+                     ("get_backend", lambda group=None: "nccl"), ("get_rank", lambda group=None: 1),
+                     ("get_world_size", lambda group=None: 2),
+                     ("barrier", lambda group=None: calls.append(("barrier", group)))):
+        monkeypatch.setattr(dist, name, fn)
+    assert distributed.init("cuda") == torch.device("cuda", 0)
+    assert distributed.TIMEOUT >= datetime.timedelta(hours=1)
+    assert calls[0] == ("init", {"backend": "nccl", "timeout": distributed.TIMEOUT})
+    assert calls[1] == ("new_group", {"backend": "gloo", "timeout": distributed.TIMEOUT})
+    assert distributed.on_main(lambda: 0) == 42                  # rank 1 receives rank 0's result
+    with distributed.main_first():
+        pass
+    distributed.barrier()
+    assert calls[2:] == [("broadcast", control), ("broadcast", control), ("barrier", control)]
+
+
 def test_two_processes_match_one_and_resume_under_torchrun(tmp_path):
     import ddp_worker as W
 

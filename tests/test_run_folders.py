@@ -13,7 +13,7 @@ from dmdlib import specs
 from dmdlib import ConfigMismatchError, CorruptCheckpointError, DMDConfig, TeacherConfig, accel
 from dmdlib import notebook
 from dmdlib.concurrent import distill_concurrent
-from dmdlib.runs import atomic_torch_save, prepare_run_dir
+from dmdlib.runs import DeviceMismatchError, atomic_torch_save, prepare_run_dir
 
 TCFG = TeacherConfig(iterations=10, batch_size=32, lr=1e-3, lr_rampup_kimg=0.0, checkpoint_every=5, log_every=5,
                      ema_halflife_kimg=1.0, snapshots=(3,))
@@ -204,6 +204,50 @@ def test_git_commit_is_recorded_but_not_compared(tmp_path):
     assert teach(tmp_path / "t").iterations == TCFG.iterations
     with pytest.raises(ValueError, match="info"):
         prepare_run_dir(tmp_path / "x", {"kind": "x", "info": 1})
+
+
+def set_device(run_dir, device):
+    """Edit a folder's config.json as if the run had been made on ``device`` (None: before it was recorded)."""
+    cfg = config_json(run_dir)
+    cfg.pop("device")
+    (run_dir / "config.json").write_text(json.dumps(cfg if device is None else {**cfg, "device": device}))
+
+
+@pytest.mark.parametrize("kind", ["teacher", "dmd"])
+def test_run_folders_record_the_device_type_and_refuse_another(tmp_path, kind):
+    """A run made on CUDA is refused on a CPU with a message saying where it continues (not a failure inside
+    generator.set_state), and a CPU run is refused on CUDA (simulated: a config that names "cuda")."""
+    run = (lambda: teach(tmp_path / "r", stop_after=1)) if kind == "teacher" else \
+        (lambda: distil(tmp_path / "r", stop_after=1))
+    run()
+    assert config_json(tmp_path / "r")["device"] == "cpu"
+    set_device(tmp_path / "r", "cuda")
+    with pytest.raises(DeviceMismatchError, match=r"made on device type 'cuda', not 'cpu'.*device='cuda'"):
+        run()
+    set_device(tmp_path / "r", "cpu")
+    cfg = config_json(tmp_path / "r")
+    cfg.pop("info")
+    with pytest.raises(DeviceMismatchError, match=r"made on device type 'cpu', not 'cuda'.*device='cpu'"):
+        prepare_run_dir(tmp_path / "r", {**cfg, "device": "cuda"})
+    assert issubclass(DeviceMismatchError, ConfigMismatchError)
+
+
+def test_run_folders_without_a_device_reload_as_cpu_runs(tmp_path):
+    """Folders written before the device was recorded (dmdlib ran on CPUs only) resume and reload on a CPU, and
+    are refused on CUDA with a message that says why."""
+    teach(tmp_path / "t", stop_after=5)                            # a checkpoint at iteration 5
+    set_device(tmp_path / "t", None)
+    res = teach(tmp_path / "t")                                     # resumes its checkpoint
+    assert res.started_at == 5 and res.iterations == TCFG.iterations
+    assert teach(tmp_path / "t").started_at == TCFG.iterations     # reloads the finished run
+    assert "device" not in config_json(tmp_path / "t")              # the old record is left as it is
+    cfg = config_json(tmp_path / "t")
+    cfg.pop("info")
+    with pytest.raises(DeviceMismatchError, match=r"records no device.*CPUs only"):
+        prepare_run_dir(tmp_path / "t", {**cfg, "device": "cuda"})
+    distil(tmp_path / "d")
+    set_device(tmp_path / "d", None)
+    assert distil(tmp_path / "d").started_at == DCFG.iterations
 
 
 def test_dmd_run_records_speed(tmp_path):

@@ -190,7 +190,7 @@ class PositionalEmbedding(nn.Module):
 
 
 class _Float32AttentionWeights(torch.autograd.Function):
-    """softmax_k(q^T k / sqrt(c)) computed in float32, returned (and saved) in q's dtype.
+    """softmax_k(q^T k / sqrt(c)) computed in float32 (autocast off), returned (and saved) in q's dtype.
 
     q, k: [n, c, tokens]. The backward pass is also evaluated in float32, so
     low-precision activations keep accurate attention weights and gradients
@@ -202,8 +202,9 @@ class _Float32AttentionWeights(torch.autograd.Function):
     @staticmethod
     def forward(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         root_c = math.sqrt(k.shape[1])
-        logits = torch.einsum("ncq,nck->nqk", q.to(torch.float32), (k / root_c).to(torch.float32))
-        return logits.softmax(dim=2).to(q.dtype)
+        with torch.autocast(q.device.type, enabled=False):   # autocast would run the einsum in bf16 again
+            logits = torch.einsum("ncq,nck->nqk", q.to(torch.float32), k.to(torch.float32) / root_c)
+            return logits.softmax(dim=2).to(q.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -214,10 +215,11 @@ class _Float32AttentionWeights(torch.autograd.Function):
     def backward(ctx, grad_w: torch.Tensor):
         q, k, w = ctx.saved_tensors
         root_c = math.sqrt(k.shape[1])
-        w32, g32 = w.to(torch.float32), grad_w.to(torch.float32)
-        grad_logits = w32 * (g32 - (g32 * w32).sum(dim=2, keepdim=True))   # softmax Jacobian-vector product
-        grad_q = torch.einsum("nck,nqk->ncq", k.to(torch.float32), grad_logits).to(q.dtype) / root_c
-        grad_k = torch.einsum("ncq,nqk->nck", q.to(torch.float32), grad_logits).to(k.dtype) / root_c
+        with torch.autocast(q.device.type, enabled=False):
+            w32, g32 = w.to(torch.float32), grad_w.to(torch.float32)
+            grad_logits = w32 * (g32 - (g32 * w32).sum(dim=2, keepdim=True))   # softmax Jacobian-vector product
+            grad_q = torch.einsum("nck,nqk->ncq", k.to(torch.float32), grad_logits).to(q.dtype) / root_c
+            grad_k = torch.einsum("ncq,nqk->nck", q.to(torch.float32), grad_logits).to(k.dtype) / root_c
         return grad_q, grad_k
 
 
