@@ -8,7 +8,7 @@ Names follow the paper: ``phi_k``, ``pairing_inefficiency`` (Delta_E),
 from . import explorer, plots
 from .analytic import GaussianDenoiser, gaussian_flow_map
 from .constructions import deformed_circle_teacher, rotation_student
-from .data import TOY_DATASETS, sample_toy
+from .data import TOY_DATASETS, GaussianMixture, sample_toy
 from .dmd import DMDResult, OneStepGenerator, distill, dm_gradient, dm_loss, fake_score_loss
 from .metrics import (delta_e, delta_e_interval, delta_e_record, delta_e_sets, delta_e_vs_n, random_pairing, optimal_assignment, pair_distances, pairing_inefficiency,
                       pca_projection, squared_distances, transport_energies)
