@@ -5,7 +5,7 @@ training layer (EDM teacher, DMD) and the analysis layer (Delta_E, plots).
 Names follow the paper: ``phi_k``, ``pairing_inefficiency`` (Delta_E),
 ``sigma_max``.
 """
-from . import explorer, plots
+from . import calibration, explorer, plots
 from .analytic import GaussianDenoiser, gaussian_flow_map
 from .constructions import deformed_circle_teacher, rotation_student
 from .data import TOY_DATASETS, GaussianMixture, sample_toy
