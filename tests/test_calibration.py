@@ -140,3 +140,22 @@ def test_prediction_interval():
 def test_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         cal.constructions(**kwargs)
+
+
+def test_calibration_presets():
+    import dataclasses
+
+    import dmdlib
+    from dmdlib.presets import CalibrationPreset
+
+    for name in dmdlib.PRESET_NAMES:
+        p = dmdlib.get_preset("calibration", name)
+        assert p.name == name and set(p.families) <= set(cal.FAMILIES)
+    quick = dmdlib.get_preset("calibration", "quick")
+    assert (quick.n_eval, quick.n_sets) == (1000, 10)               # the N, every chapter's R
+    assert {2, 8, 32, 128, 256} <= set(quick.dims) and {2, 4, 8, 16, 64} <= set(quick.dims)
+    for bad, match in (({"families": ("spiral",)}, "families"), ({"dims": (1, 4)}, "dims"),
+                       ({"n_sets": 1}, "n_sets"), ({"resolutions": ()}, "resolutions"), ({"noise": -1.0}, "noise")):
+        with pytest.raises(ValueError, match=match):
+            dataclasses.replace(quick, **bad)
+    assert isinstance(quick, CalibrationPreset)

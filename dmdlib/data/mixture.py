@@ -24,7 +24,7 @@ below the spread of the exponents that matters.
 :class:`GaussianMixture` is an ``nn.Module`` whose ``forward(x, sigma,
 labels=None)`` is :meth:`~GaussianMixture.denoise`, with the calling
 convention of a trained denoiser (``sigma`` a [batch] tensor): it is a
-teacher for :func:`dmdlib.phi_k` and DMD's real score. It has no parameters;
+teacher for :func:`~dmdlib.sampler.phi_k` and DMD's real score. It has no parameters;
 the means, stds and weights are buffers, so
 :func:`dmdlib.dmd.state_fingerprint` identifies it, and ``sigma_data`` is the
 data's standard deviation over all coordinates, which DMD reads as
