@@ -7,7 +7,6 @@ import pytest
 import torch
 from scipy import stats
 
-import dmdlib
 from dmdlib import (GaussianMixture, chance_agreement, chance_agreement_sets, delta_e_interval, delta_e_sets,
                     mode_agreement, mode_agreement_sets, pairing_measures, relative_pairing_error,
                     relative_pairing_error_sets, t_interval, teacher_spread)
