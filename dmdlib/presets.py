@@ -445,6 +445,9 @@ CONDITIONING_PRESETS = {
 }
 
 
+CALIBRATION_FAMILIES = ("mixture", "ring", "chessboard", "manifold")   # dmdlib.calibration.FAMILIES
+
+
 @dataclass(frozen=True)
 class CalibrationPreset:
     """Notebook 00: what Delta_E can see (constructed students with known pairings, :mod:`dmdlib.calibration`).
@@ -452,7 +455,7 @@ class CalibrationPreset:
     Nothing is trained: the sizes below set what is drawn and measured.
     """
     name: str
-    families: tuple = ("mixture", "ring", "chessboard", "manifold")
+    families: tuple = CALIBRATION_FAMILIES
     dims: tuple = (2, 4, 8, 16, 32, 64, 128, 256)   # ambient dimensions of the mixture, ring and chessboard
     resolutions: tuple = (8, 16)        # MLP-manifold images (ambient dimension resolution^2)
     latent_dim: int = 16                # the manifold's k (paper: 16)
@@ -465,13 +468,11 @@ class CalibrationPreset:
     notes: str = ""
 
     def __post_init__(self):
-        from .calibration import FAMILIES
-
         _positive(self, "latent_dim", "n_eval", "n_sets", "bank")
         if self.n_eval < 2 or self.n_sets < 2:
             raise ValueError(f"CalibrationPreset: n_eval and n_sets must be >= 2, got {self.n_eval}, {self.n_sets}")
-        if not self.families or any(f not in FAMILIES for f in self.families):
-            raise ValueError(f"CalibrationPreset.families must be a non-empty tuple of {sorted(FAMILIES)}, "
+        if not self.families or any(f not in CALIBRATION_FAMILIES for f in self.families):
+            raise ValueError(f"CalibrationPreset.families must be a non-empty tuple of {list(CALIBRATION_FAMILIES)}, "
                              f"got {self.families!r}")
         for n, v, low in (("dims", self.dims, 2), ("resolutions", self.resolutions, 4)):
             if not v or any(isinstance(d, bool) or not isinstance(d, int) or d < low for d in v):

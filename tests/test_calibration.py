@@ -146,7 +146,9 @@ def test_calibration_presets():
     import dataclasses
 
     import dmdlib
-    from dmdlib.presets import CalibrationPreset
+    from dmdlib.presets import CALIBRATION_FAMILIES, CalibrationPreset
+
+    assert set(CALIBRATION_FAMILIES) == set(cal.FAMILIES)
 
     for name in dmdlib.PRESET_NAMES:
         p = dmdlib.get_preset("calibration", name)
