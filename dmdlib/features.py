@@ -160,6 +160,25 @@ def classifier_features(net: MnistClassifier, x: torch.Tensor, batch: int = 1000
     return torch.cat(out).numpy()
 
 
+@torch.no_grad()
+def classify(net: MnistClassifier, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """The digit of each image (LongTensor [N], CPU): argmax of the classifier's logits on images [N, 1, r, r] in
+    [-1, 1], upsampled to 32x32 by repeating pixels when r != 32 as in :func:`classifier_features`."""
+    if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"x must be a tensor of images [N, 1, r, r], got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    dev = next(net.parameters()).device
+    net.eval()
+
+    def prep(b):
+        b = b.to(dev, torch.float32)
+        return b if b.shape[-1] == 32 else torch.nn.functional.interpolate(b, size=(32, 32), mode="nearest")
+    out = [net(prep(x[i:i + batch])).argmax(1).cpu() for i in range(0, x.shape[0], batch)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
 def gaussian_stats(features: np.ndarray) -> tuple:
     """(mean, covariance) of features [N, d] (float64, covariance with N - 1)."""
     f = np.asarray(features, dtype=np.float64)

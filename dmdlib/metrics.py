@@ -130,10 +130,7 @@ def delta_e_interval(pairs, level: float = 0.95) -> dict:
     estimate and interval. Raises ``ValueError`` for fewer than 2 sets,
     unequal N, mismatched shapes or a level outside (0, 1).
     """
-    from scipy import stats
-
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    _check_level(level)
     try:
         pairs = list(pairs)
     except TypeError:
@@ -156,17 +153,41 @@ def delta_e_interval(pairs, level: float = 0.95) -> dict:
             raise ValueError(f"pairs: every seed set must have the same N; pairs[0] has N = {n}, "
                              f"pairs[{i}] has N = {size}")
         recs.append(rec)
-    values = np.array([r["delta_e"] for r in recs], dtype=np.float64)
+    t = t_interval([x["delta_e"] for x in recs], level)
+    return {"delta_e": t["value"], "ci_low": t["ci_low"], "ci_high": t["ci_high"], "sd": t["sd"], "n": n, "r": t["r"],
+            "level": t["level"], "values": t["values"],
+            "e_dt": float(np.mean([x["e_dt"] for x in recs])), "e_ot": float(np.mean([x["e_ot"] for x in recs]))}
+
+
+def _check_level(level):
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+
+
+def t_interval(values, level: float = 0.95) -> dict:
+    """The Student-t interval of the mean of R i.i.d. per-set values (one per independent seed set).
+
+    mean +- t_{R-1, (1+level)/2} sd / sqrt(R), sd the sample standard
+    deviation (ddof 1). A non-finite value gives an infinite sd and interval.
+    Returns ``{"value", "ci_low", "ci_high", "sd", "r", "level", "values"}``;
+    :func:`delta_e_interval` and the ``*_sets`` measures are built on it.
+    Raises ``ValueError`` for fewer than 2 values or a level outside (0, 1).
+    """
+    from scipy import stats
+
+    _check_level(level)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
     r = len(values)
+    if r < 2:
+        raise ValueError(f"values: need at least 2 independent seed sets for an interval, got {r}")
     mean = float(values.mean())
     if np.isfinite(values).all():
         sd = float(values.std(ddof=1))
         half = float(stats.t.ppf(0.5 + level / 2, r - 1)) * sd / math.sqrt(r)
     else:
         sd, half = math.inf, math.inf
-    return {"delta_e": mean, "ci_low": mean - half, "ci_high": mean + half, "sd": sd, "n": n, "r": r,
-            "level": float(level), "values": values.tolist(),
-            "e_dt": float(np.mean([x["e_dt"] for x in recs])), "e_ot": float(np.mean([x["e_ot"] for x in recs]))}
+    return {"value": mean, "ci_low": mean - half, "ci_high": mean + half, "sd": sd, "r": r, "level": float(level),
+            "values": values.tolist()}
 
 
 def split_sets(a, r: int) -> list:
@@ -245,3 +266,144 @@ def pair_distances(a, b) -> np.ndarray:
     """Row-wise L2 distances ||a_i - b_i|| (float64), e.g. ||G(z) - Phi_8(z)||."""
     x, y = _validate(a, b)
     return np.sqrt(((x - y) ** 2).sum(1))
+
+
+# ----------------------------------------------------------------------------- measures that dimension does not dilute
+# Delta_E reads the pairing through squared distances in the ambient space. When coordinates the student copies
+# dominate those distances, the identity becomes the optimal assignment whatever the student does with the
+# low-dimensional structure (notebook 00). Mode agreement counts seeds sent to the teacher's mode, whatever the
+# dimension; intrinsic Delta_E is Delta_E on the structure's own coordinates (the chessboard's plane, a mixture's
+# structured coordinates, the MLP manifold's latent); the relative pairing error sets E_DT against the spread of the
+# teacher's outputs.
+
+def _modes(a, name: str) -> np.ndarray:
+    if torch.is_tensor(a):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a)
+    if a.ndim != 1 or a.shape[0] < 1:
+        raise ValueError(f"{name} must be a 1-D array of mode labels [N] with N >= 1, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.bool_)):
+        raise ValueError(f"{name} must hold integer mode labels, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _mode_pair(teacher_modes, student_modes):
+    t, s = _modes(teacher_modes, "teacher_modes"), _modes(student_modes, "student_modes")
+    if t.shape != s.shape:
+        raise ValueError(f"teacher_modes and student_modes must have the same length, got {t.shape[0]} and {s.shape[0]}")
+    return t, s
+
+
+def mode_agreement(teacher_modes, student_modes) -> float:
+    """(1/N) sum_i [m(Phi_K(z_i)) = m(G(z_i))]: the fraction of seeds whose student output falls in the teacher's mode.
+
+    1 for a copy; the chance level :func:`chance_agreement` for a student
+    that pairs seeds with modes independently of the teacher; 0 for a
+    student that sends every seed to another mode (the mode swap).
+    """
+    t, s = _mode_pair(teacher_modes, student_modes)
+    return float((t == s).mean())
+
+
+def chance_agreement(teacher_modes, student_modes) -> float:
+    """sum_m p_T(m) p_G(m), the empirical mode frequencies of teacher and student: the agreement expected when the
+    student's mode is independent of the teacher's (same marginals)."""
+    t, s = _mode_pair(teacher_modes, student_modes)
+    labels, inv = np.unique(np.concatenate([t, s]), return_inverse=True)
+    n = t.shape[0]
+    p_t = np.bincount(inv[:n], minlength=len(labels)) / n
+    p_s = np.bincount(inv[n:], minlength=len(labels)) / n
+    return float((p_t * p_s).sum())
+
+
+def teacher_spread(teacher) -> float:
+    """(1/(N(N-1))) sum_{i != j} ||x_i - x_j||^2 = 2N/(N-1) (1/N) sum_i ||x_i - xbar||^2 (exact, float64, no N x N matrix)."""
+    x = _as_2d_float64(teacher, "teacher")
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"need N >= 2 teacher outputs, got N = {n}")
+    if not np.isfinite(x).all():
+        raise ValueError("teacher contains non-finite values (NaN or inf)")
+    dev = x - x.mean(0)
+    return float(2.0 * n / (n - 1) * (dev * dev).sum(1).mean())
+
+
+def relative_pairing_error(teacher, student) -> float:
+    """E_DT / ((1/(N(N-1))) sum_{i != j} ||x_i - x_j||^2): the mean squared distance of the pairs over that of two
+    teacher outputs of different seeds.
+
+    0 for a copy, ~1 for a student with the teacher's distribution that
+    pairs seeds independently of it (a random permutation), invariant under
+    a common scaling of both. Raises ``ValueError`` when every teacher
+    output is the same point (the ratio is undefined), for mismatched shapes,
+    N < 2 and non-finite values.
+    """
+    x, y = _validate(teacher, student)
+    spread = teacher_spread(x)
+    if spread == 0.0:
+        raise ValueError("teacher outputs are all identical: the relative pairing error is undefined")
+    return float(((x - y) ** 2).sum(1).mean()) / spread
+
+
+def _per_set(fn, a, b, r: int, level: float) -> dict:
+    sets_a, sets_b = split_sets(a, r), split_sets(b, r)
+    values = []
+    for i, (u, v) in enumerate(zip(sets_a, sets_b)):
+        try:
+            values.append(fn(u, v))
+        except ValueError as e:
+            raise ValueError(f"seed set {i}: {e}") from None
+    return {**t_interval(values, level), "n": int(sets_a[0].shape[0])}
+
+
+def _check_same_rows(a, b, names):
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same number of rows [R*N], got "
+                         f"{a.shape[0]} and {b.shape[0]}")
+
+
+def mode_agreement_sets(teacher_modes, student_modes, r: int, level: float = 0.95) -> dict:
+    """:func:`mode_agreement` on each of R consecutive, independent seed sets ([R*N] labels) with its t-interval:
+    ``{"value", "ci_low", "ci_high", "sd", "n", "r", "level", "values"}``."""
+    t, s = _mode_pair(teacher_modes, student_modes)
+    return _per_set(mode_agreement, t, s, r, level)
+
+
+def chance_agreement_sets(teacher_modes, student_modes, r: int, level: float = 0.95) -> dict:
+    """:func:`chance_agreement` per seed set (each set's own frequencies), with its t-interval (as :func:`mode_agreement_sets`)."""
+    t, s = _mode_pair(teacher_modes, student_modes)
+    return _per_set(chance_agreement, t, s, r, level)
+
+
+def relative_pairing_error_sets(teacher, student, r: int, level: float = 0.95) -> dict:
+    """:func:`relative_pairing_error` per seed set ([R*N, ...] outputs), with its t-interval (as :func:`mode_agreement_sets`)."""
+    _check_same_rows(teacher, student, ("teacher", "student"))
+    return _per_set(relative_pairing_error, teacher, student, r, level)
+
+
+def pairing_measures(teacher, student, r: int, teacher_modes=None, student_modes=None, teacher_coords=None,
+                     student_coords=None, level: float = 0.95) -> dict:
+    """Every pairing measure of one student on R independent seed sets (outputs stacked [R*N, ...]).
+
+    ``{"delta_e"}`` (:func:`delta_e_sets`), ``"relative_error"``
+    (:func:`relative_pairing_error_sets`); with modes ``"agreement"`` and
+    ``"chance"`` (:func:`mode_agreement_sets`, :func:`chance_agreement_sets`);
+    with intrinsic coordinates ([R*N, k], e.g. ``toy_plane``,
+    ``GaussianMixture.structured``, ``MLPManifold.project``'s u)
+    ``"intrinsic_delta_e"``: :func:`delta_e_sets` on them.
+    """
+    if (teacher_modes is None) != (student_modes is None):
+        raise ValueError("teacher_modes and student_modes must be given together")
+    if (teacher_coords is None) != (student_coords is None):
+        raise ValueError("teacher_coords and student_coords must be given together")
+    out = {"delta_e": delta_e_sets(teacher, student, r, level),
+           "relative_error": relative_pairing_error_sets(teacher, student, r, level)}
+    if teacher_modes is not None:
+        _check_same_rows(_modes(teacher_modes, "teacher_modes"), _as_2d_float64(teacher, "teacher"),
+                         ("teacher_modes", "teacher"))
+        out["agreement"] = mode_agreement_sets(teacher_modes, student_modes, r, level)
+        out["chance"] = chance_agreement_sets(teacher_modes, student_modes, r, level)
+    if teacher_coords is not None:
+        _check_same_rows(teacher_coords, _as_2d_float64(teacher, "teacher"), ("teacher_coords", "teacher"))
+        out["intrinsic_delta_e"] = delta_e_sets(teacher_coords, student_coords, r, level)
+    return out

@@ -357,3 +357,81 @@ def plot_sweep(points: Sequence[dict], key: str, ax=None, anchors: Optional[dict
     if title:
         ax.set_title(title)
     return fig
+
+
+CALIBRATION_ROWS = (("delta_e", r"$\Delta_E$", "symlog"), ("agreement", "mode agreement (dashed: chance)", "linear"),
+                    ("intrinsic_delta_e", r"intrinsic $\Delta_E$", "symlog"),
+                    ("relative_error", "relative pairing error", "linear"))
+"""The rows of :func:`plot_calibration`: (measure key, axis label, y scale)."""
+
+
+def _value(rec: dict) -> float:
+    return rec["delta_e"] if "delta_e" in rec else rec["value"]
+
+
+def plot_calibration(results: dict, rows: Sequence[tuple] = CALIBRATION_ROWS, title: Optional[str] = None):
+    """Notebook 00: every measure of every constructed student against the ambient dimension.
+
+    ``results`` is ``{family: {student: {dim: measures}}}`` (what
+    :func:`dmdlib.calibration.calibrate` returns per family); one column per
+    family, one row per measure of ``rows``, each student a line with its
+    95% interval, the chance agreement dashed in the agreement row. Log axes
+    in d (symlog in Delta_E, so that exact zeros show).
+    """
+    plt = _plt()
+    fams = list(results)
+    fig, axes = plt.subplots(len(rows), len(fams), figsize=(3.6 * len(fams), 2.7 * len(rows)), squeeze=False,
+                             sharex="col")
+    for j, fam in enumerate(fams):
+        for k, (student, per_dim) in enumerate(results[fam].items()):
+            dims = np.asarray(sorted(per_dim), dtype=np.float64)
+            for i, (key, label, scale) in enumerate(rows):
+                ax = axes[i][j]
+                recs = [per_dim[int(d)].get(key) for d in dims]
+                if any(r is None for r in recs):
+                    continue
+                v = np.asarray([_value(r) for r in recs])
+                err = np.vstack([np.clip(v - [r["ci_low"] for r in recs], 0, None),
+                                 np.clip(np.asarray([r["ci_high"] for r in recs]) - v, 0, None)])
+                ax.errorbar(dims, v, yerr=err, fmt="o-", ms=3, lw=1, capsize=2, color=f"C{k}", label=student)
+                if key == "agreement":
+                    ax.plot(dims, [per_dim[int(d)]["chance"]["value"] for d in dims], ls="--", lw=0.8,
+                            color=f"C{k}")
+        for i, (key, label, scale) in enumerate(rows):
+            ax = axes[i][j]
+            ax.set_xscale("log", base=2)
+            if scale == "symlog":
+                ax.set_yscale("symlog", linthresh=1e-2)
+                ax.set_ylim(bottom=0)
+            if i == 0:
+                ax.set_title(fam)
+            if j == 0:
+                ax.set_ylabel(label)
+            if i == len(rows) - 1:
+                ax.set_xlabel("ambient dimension d")
+        axes[0][j].legend(fontsize=6, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_remap_planes(cases: dict, s: float = 2.0, lim: float = 3.0):
+    """Constructed students in their 2-D plane: for each ``{title: (teacher_xy, student_xy)}`` the teacher's
+    points and the student's, each seed in the colour of its teacher point's angle (a remapping moves colours);
+    both axes span [-lim, lim]."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2 * len(cases), figsize=(2.9 * 2 * len(cases), 3.0), squeeze=False)
+    for j, (name, (x, y)) in enumerate(cases.items()):
+        x, y = _as_2d_float64(x, "teacher_xy"), _as_2d_float64(y, "student_xy")
+        colors = seed_colors(x)
+        for ax, data, who in ((axes[0][2 * j], x, "teacher"), (axes[0][2 * j + 1], y, "student")):
+            ax.scatter(data[:, 0], data[:, 1], c=colors, s=s, linewidths=0)
+            ax.set_title(f"{name}: {who}", fontsize=8)
+            ax.set_aspect("equal")
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -445,9 +445,65 @@ CONDITIONING_PRESETS = {
 }
 
 
+CALIBRATION_FAMILIES = ("mixture", "ring", "chessboard", "manifold")   # dmdlib.calibration.FAMILIES
+
+
+@dataclass(frozen=True)
+class CalibrationPreset:
+    """Notebook 00: what Delta_E can see (constructed students with known pairings, :mod:`dmdlib.calibration`).
+
+    Nothing is trained: the sizes below set what is drawn and measured.
+    """
+    name: str
+    families: tuple = CALIBRATION_FAMILIES
+    dims: tuple = (2, 4, 8, 16, 32, 64, 128, 256)   # ambient dimensions of the mixture, ring and chessboard
+    resolutions: tuple = (8, 16)        # MLP-manifold images (ambient dimension resolution^2)
+    latent_dim: int = 16                # the manifold's k (paper: 16)
+    manifold_seed: int = 0
+    n_eval: int = 1000                  # N seeds per set (paper: 1000)
+    n_sets: int = 10                    # R independent seed sets (the interval)
+    noise: float = 0.05                 # std of the noisy copy's noise in every coordinate
+    bank: int = 10_000                  # MLPManifold.project: bank of decoded latents ...
+    steps: int = 200                    # ... and Adam steps of the latent search
+    notes: str = ""
+
+    def __post_init__(self):
+        _positive(self, "latent_dim", "n_eval", "n_sets", "bank")
+        if self.n_eval < 2 or self.n_sets < 2:
+            raise ValueError(f"CalibrationPreset: n_eval and n_sets must be >= 2, got {self.n_eval}, {self.n_sets}")
+        if not self.families or any(f not in CALIBRATION_FAMILIES for f in self.families):
+            raise ValueError(f"CalibrationPreset.families must be a non-empty tuple of {list(CALIBRATION_FAMILIES)}, "
+                             f"got {self.families!r}")
+        for n, v, low in (("dims", self.dims, 2), ("resolutions", self.resolutions, 4)):
+            if not v or any(isinstance(d, bool) or not isinstance(d, int) or d < low for d in v):
+                raise ValueError(f"CalibrationPreset.{n} must be a non-empty tuple of integers >= {low}, got {v!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"CalibrationPreset.steps must be an integer >= 0, got {self.steps!r}")
+        if not self.noise >= 0:
+            raise ValueError(f"CalibrationPreset.noise must be >= 0, got {self.noise!r}")
+
+
+CALIBRATION_PRESETS = {
+    "smoke": CalibrationPreset(
+        name="smoke", dims=(2, 16), resolutions=(8,), n_eval=100, n_sets=3, bank=1000, steps=20,
+        notes="smoke: two dimensions, 3 sets of 100 seeds and a coarse latent search; numbers are meaningless."),
+    "quick": CalibrationPreset(
+        name="quick",
+        notes=("quick: N = 1000 seeds per set and R = 10 sets, as every chapter; the toy families in d = 2 ... 256, "
+               "the MLP manifold (k = 16, 10 classes) at 8 x 8 and 16 x 16 (chapters 06 and 07 use 8 x 8), its "
+               "latents recovered from a bank of 10,000 decoded latents and 200 Adam steps.")),
+    "paper": CalibrationPreset(
+        name="paper", dims=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), resolutions=(8, 16, 32), bank=50_000,
+        notes=("paper: as quick, with d up to 1024 and the manifold also at the paper's 32 x 32, its latents "
+               "recovered from MLPManifold.distance's default bank of 50,000.")),
+}
+
+
 def get_preset(experiment: str, preset: str):
-    """The preset ``preset`` of ``experiment`` ('toy', 'mnist', 'sweep' or 'conditioning'), with a clear error for unknown names."""
-    table = {"toy": TOY_PRESETS, "mnist": MNIST_PRESETS, "sweep": SWEEP_PRESETS, "conditioning": CONDITIONING_PRESETS}
+    """The preset ``preset`` of ``experiment`` ('toy', 'mnist', 'sweep', 'conditioning' or 'calibration'), with a
+    clear error for unknown names."""
+    table = {"toy": TOY_PRESETS, "mnist": MNIST_PRESETS, "sweep": SWEEP_PRESETS, "conditioning": CONDITIONING_PRESETS,
+             "calibration": CALIBRATION_PRESETS}
     if experiment not in table:
         raise ValueError(f"unknown experiment {experiment!r}; allowed: {sorted(table)}")
     if preset not in table[experiment]:

@@ -237,7 +237,21 @@ class MLPManifold:
         ``steps`` Adam steps (learning rate ``lr``) on u from there. A local
         search, so the result bounds the true distance from above; it is 0 for
         images of the manifold up to float error. Returns a float tensor [n] on
-        the manifold's device; ``x`` is not modified.
+        the manifold's device; ``x`` is not modified. The latents found are
+        :meth:`project`'s.
+        """
+        return self.project(x, labels, bank=bank, steps=steps, lr=lr, seed=seed)[1]
+
+    def project(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None, bank: int = 50_000,
+                steps: int = 200, lr: float = 0.05, seed: int = 0) -> tuple:
+        """``(u [n, latent_dim], distance [n])``: the latent of the nearest manifold point found, and its distance.
+
+        The search of :meth:`distance` (the same computation: ``distance`` is
+        this function's second output): the nearest of ``bank`` decoded
+        latents, refined by ``steps`` Adam steps; ``u`` is whichever of the
+        two is nearer. It recovers the intrinsic coordinates u of an image of
+        the manifold (``decode(u, labels)``) up to the search's precision, and
+        of an image near it the latent of a nearby manifold point.
         """
         _int_arg("bank", bank, 1, ">= 1")
         _int_arg("steps", steps, 0, ">= 0")
@@ -266,9 +280,32 @@ class MLPManifold:
                 ((self.decode(u, labels).flatten(1) - flat) ** 2).sum().backward()
                 opt.step()
         with torch.no_grad():
-            best = torch.minimum((self.decode(u, labels).flatten(1) - flat).norm(dim=1),
-                                 (self.decode(start, labels).flatten(1) - flat).norm(dim=1))
-        return best
+            d_opt = (self.decode(u, labels).flatten(1) - flat).norm(dim=1)
+            d_start = (self.decode(start, labels).flatten(1) - flat).norm(dim=1)
+            best = torch.minimum(d_opt, d_start)
+            u = torch.where((d_start < d_opt)[:, None], start, u.detach())
+        return u, best
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """The class of each image ``x [n, 1, r, r]`` (LongTensor [n]): the nearest stripe template.
+
+        argmin_c mean_{p in stripe c} (x_p - STRIPE_BLEND)^2: a clean image of
+        class c has x_p = STRIPE_BLEND + (1 - STRIPE_BLEND) b_p in its stripe
+        (b the unlabelled field, std 0.5), so its own stripe lies within
+        ~0.1 of the level and every other band ~0.9 away (rms). Exact on clean
+        samples in practice (no error in 50,000 samples at r = 8, 16 and 32,
+        tests/test_measures.py); additive noise adds its variance to every
+        class's score alike, so the ranking is robust to it. Needs num_classes > 0.
+        """
+        if self.num_classes == 0:
+            raise ValueError("classify needs num_classes > 0 (this manifold is unconditional)")
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"x must be a tensor of shape [n, {', '.join(map(str, self.image_shape))}], got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        flat = x.detach().to(device=self.device, dtype=self.dtype).flatten(1)
+        mask = (self.stripes > 0).to(self.dtype)                              # [C, r*r]
+        sq = (flat - STRIPE_BLEND) ** 2
+        return (sq @ mask.T / mask.sum(1)).argmin(1)
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         """Float one-hot rows ``[n, num_classes]`` of class indices (the networks' label input)."""

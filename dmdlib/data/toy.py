@@ -200,18 +200,65 @@ def support_fraction(name: str, x: torch.Tensor, embedding: str = "pad", embeddi
         black = (xy.floor().sum(1) % 2) == 0
         return float((inside & black).double().mean())
     if name == "moons":
-        scale, noise = 1.5, 0.05
-        u = xy / scale + torch.tensor([0.5, 0.25], dtype=torch.float64)
-
-        def arc(v, upper):
-            r = v.norm(dim=1)
-            on = v[:, 1] >= 0 if upper else v[:, 1] <= 0
-            ends = torch.stack([(v - torch.tensor([s, 0.0], dtype=torch.float64)).norm(dim=1) for s in (-1.0, 1.0)])
-            return torch.where(on, (r - 1).abs(), ends.min(0).values)
-
-        d = torch.minimum(arc(u, True), arc(u - torch.tensor([1.0, 0.5], dtype=torch.float64), False)) * scale
+        noise = 0.05
+        upper, lower = _moon_distances(xy)
+        d = torch.minimum(upper, lower)
         return float((d <= 3 * noise).double().mean())
-    k = torch.arange(32, dtype=torch.float64) * 2 * math.pi / 32
-    means = 2.0 * torch.stack([k.cos(), k.sin()], dim=1)
-    d = torch.cdist(xy, means).min(1).values
+    d = torch.cdist(xy, _ring_means()).min(1).values
     return float((d <= 3 * 0.2).double().mean())
+
+
+def _moon_distances(xy: torch.Tensor, scale: float = 1.5) -> tuple:
+    """Distances (float64 [n] each) of plane points ``xy`` from the upper and the lower moon's arc (as sampled)."""
+    u = xy / scale + torch.tensor([0.5, 0.25], dtype=torch.float64)
+
+    def arc(v, upper):
+        r = v.norm(dim=1)
+        on = v[:, 1] >= 0 if upper else v[:, 1] <= 0
+        ends = torch.stack([(v - torch.tensor([s, 0.0], dtype=torch.float64)).norm(dim=1) for s in (-1.0, 1.0)])
+        return torch.where(on, (r - 1).abs(), ends.min(0).values)
+
+    return arc(u, True) * scale, arc(u - torch.tensor([1.0, 0.5], dtype=torch.float64), False) * scale
+
+
+def _ring_means(components: int = 32, radius: float = 2.0) -> torch.Tensor:
+    k = torch.arange(components, dtype=torch.float64) * 2 * math.pi / components
+    return radius * torch.stack([k.cos(), k.sin()], dim=1)
+
+
+# --- modes and intrinsic coordinates (pairing measures that dimension does not dilute) ---------------------------------
+
+def toy_plane(x: torch.Tensor, embedding: str = "pad", embedding_seed: int = 0) -> torch.Tensor:
+    """The toy's intrinsic coordinates: the plane of the structure, ``unembed(x)[:, :2]`` in float64 [n, 2]."""
+    return unembed(torch.as_tensor(x, dtype=torch.float64), embedding, embedding_seed)[:, :2]
+
+
+def chessboard_cell(x: torch.Tensor, embedding: str = "pad", embedding_seed: int = 0) -> torch.Tensor:
+    """The board cell of each point (LongTensor [n]): 4 row + col of the 4x4 board on [-2, 2]^2, col = floor(x + 2)
+    and row = floor(y + 2) in the plane (``toy_plane``), clamped to 0..3 (a point off the board counts in the
+    nearest border cell). Black cells have row + col even; a clean sample's cell is the one it was drawn in."""
+    xy = toy_plane(x, embedding, embedding_seed)
+    cr = torch.floor(xy + 2.0).clamp(0, 3).long()
+    return 4 * cr[:, 1] + cr[:, 0]
+
+
+def moon(x: torch.Tensor, embedding: str = "pad", embedding_seed: int = 0) -> torch.Tensor:
+    """Which moon each point belongs to (LongTensor [n]): 0 for the upper, 1 for the lower moon, by the nearer arc."""
+    upper, lower = _moon_distances(toy_plane(x, embedding, embedding_seed))
+    return (lower < upper).long()
+
+
+def mixture_component(x: torch.Tensor, embedding: str = "pad", embedding_seed: int = 0) -> torch.Tensor:
+    """The component of the toy ``gaussian_mixture`` (LongTensor [n], 0..31): the nearest mean in the plane, which is
+    the most likely component (equal weights and stds; the other coordinates do not depend on the component)."""
+    return torch.cdist(toy_plane(x, embedding, embedding_seed), _ring_means()).argmin(1)
+
+
+TOY_MODES = {"chessboard": chessboard_cell, "moons": moon, "gaussian_mixture": mixture_component}
+
+
+def toy_modes(name: str, x: torch.Tensor, embedding: str = "pad", embedding_seed: int = 0) -> torch.Tensor:
+    """The mode of each point of the toy set ``name``: its chessboard cell, its moon or its mixture component."""
+    if name not in TOY_MODES:
+        raise ValueError(f"unknown toy data set {name!r}; allowed: {sorted(TOY_MODES)}")
+    return TOY_MODES[name](x, embedding, embedding_seed)
