@@ -40,8 +40,10 @@ for the interval over R independent seed sets of N seeds):
     a least-squares line through the last ``2 * plateau_window``
     evaluations gives the change it implies over that span, and the gate
     fails when even the lower end of that change's 95% interval exceeds
-    ``plateau_rel_tol`` times the mean level plus ``plateau_abs_tol``. It
-    fails a steady drift, and does not fail fluctuations around a level.
+    ``plateau_rel_tol`` times the mean level plus ``plateau_random_frac``
+    times the record's random-pairing level (so the tolerance near 0 scales
+    with the data: 0.0005 is 1% of the copying line below). It fails a steady
+    drift, and does not fail fluctuations around a level.
 
 The thresholds live in :class:`dmdlib.presets.ConvergenceGates`, one set per
 chapter. A student that fails any gate is reported and tabulated as "not
@@ -120,14 +122,19 @@ def plateau(evals: list, window: int, key: str = "delta_e") -> dict:
             "previous": float(v[:window].mean()), "n_evals": len(pts)}
 
 
-def verdict(gates, fit: dict, travel_value: float, plateau_value: dict) -> dict:
+def verdict(gates, fit: dict, travel_value: float, plateau_value: dict, random_level: float) -> dict:
     """The convergence verdict: ``{"converged", "failed", "fit_excess", "travel", "plateau_change", ...}``.
 
     ``gates`` is a :class:`dmdlib.presets.ConvergenceGates`; ``fit`` comes
     from :func:`fit_numbers`, ``travel_value`` from :func:`travel`,
-    ``plateau_value`` from :func:`plateau`.
+    ``plateau_value`` from :func:`plateau`; ``random_level`` is the record's
+    random-pairing Delta_E (:func:`reference_levels`), which scales the
+    plateau tolerance near 0.
     """
-    tol = gates.plateau_rel_tol * abs(plateau_value["level"] or 0.0) + gates.plateau_abs_tol
+    if not (isinstance(random_level, (int, float)) and math.isfinite(random_level) and random_level >= 0):
+        raise ValueError(f"random_level must be a finite number >= 0 (the random-pairing Delta_E), got {random_level!r}")
+    tol = (gates.plateau_rel_tol * abs(plateau_value["level"] or 0.0)
+           + gates.plateau_random_frac * float(random_level))
     checks = {"fit": fit["fit_ratio"] <= gates.fit_max,
               "travel": travel_value >= gates.travel_min,
               "plateau": plateau_value["change"] <= tol}
@@ -138,7 +145,7 @@ def verdict(gates, fit: dict, travel_value: float, plateau_value: dict) -> dict:
             "plateau_previous": plateau_value["previous"], "plateau_n_evals": plateau_value["n_evals"],
             "thresholds": {"fit_max": gates.fit_max, "travel_min": gates.travel_min,
                            "plateau_window": gates.plateau_window, "plateau_rel_tol": gates.plateau_rel_tol,
-                           "plateau_abs_tol": gates.plateau_abs_tol}}
+                           "plateau_random_frac": gates.plateau_random_frac, "random_level": float(random_level)}}
 
 
 def _interval_record(d: dict) -> dict:
@@ -197,6 +204,94 @@ def regime(rec: dict, references: dict, copy_fraction: float = COPY_FRACTION) ->
     return "unresolved"
 
 
+def agreement_regime(agreement: dict, copy_fraction: float = COPY_FRACTION) -> str:
+    """'copies', 'remaps' or 'unresolved': the student's mode agreement against the line between chance and the
+    ceiling, the mirror of :func:`regime`.
+
+    The scale runs from chance (sum_m p_teacher(m) p_student(m): a student
+    that kept no pairing) to the ceiling: the second teacher's agreement with
+    the teacher, what an independently trained model reaches and the most that
+    the mode classifier's own errors allow near a copy (1, a perfect copy,
+    when no second teacher was measured or its agreement is not above chance).
+    The line lies ``copy_fraction`` of that scale below the ceiling.
+    'copies': the lower end of the student's interval lies at or above the
+    line; 'remaps': its upper end lies below it; 'unresolved': the interval
+    straddles it. No student can be both.
+    """
+    chance, student = agreement["chance"], agreement["student"]
+    second = agreement.get("second")
+    ceiling = second["value"] if second is not None and second["ci_low"] > chance["ci_high"] else 1.0
+    gap = ceiling - chance["value"]
+    if gap <= 0:
+        return "unresolved"
+    line = ceiling - copy_fraction * gap
+    if student["ci_low"] >= line:
+        return "copies"
+    if student["ci_high"] < line:
+        return "remaps"
+    return "unresolved"
+
+
+READINGS = ("copies", "remaps", "measures disagree", "unresolved")
+
+
+def reading(rec: dict, references: dict, measures: Optional[dict], copy_fraction: float = COPY_FRACTION) -> dict:
+    """What Delta_E and a measure that dimension does not dilute say together about a student's pairing.
+
+    Delta_E's regime (:func:`regime`) beside the *undiluted* measure's: mode
+    agreement (:func:`agreement_regime`) where the data's modes are known,
+    else Delta_E in the data's intrinsic coordinates (:func:`regime` against
+    its own random-pairing level). The reading (one of :data:`READINGS`) is
+    'copies' when both say copies, 'remaps' when both say remaps (mirror
+    rules: no student can be both), 'measures disagree' when one says copies
+    and the other remaps (in high dimension: the student keeps the copied
+    coordinates but moves the modes, or the reverse), else 'unresolved' (an
+    interval straddles its line, or no undiluted measure is known).
+    """
+    by_delta = regime(rec, references, copy_fraction)
+    undiluted, which = None, None
+    if measures and "agreement" in measures:
+        undiluted, which = agreement_regime(measures["agreement"], copy_fraction), "agreement"
+    elif measures and "intrinsic_delta_e" in measures:
+        m = measures["intrinsic_delta_e"]
+        undiluted, which = regime(m["student"], {"random": m["random"]}, copy_fraction), "intrinsic_delta_e"
+    if undiluted is None:
+        word = "unresolved"
+    elif undiluted == by_delta:
+        word = by_delta
+    elif {undiluted, by_delta} == {"copies", "remaps"}:
+        word = "measures disagree"
+    else:
+        word = "unresolved"
+    return {"reading": word, "delta_e": by_delta, "undiluted": undiluted, "measure": which}
+
+
+def _level(d: Optional[dict], key: str = "value") -> str:
+    return "—" if d is None else f"{_fmt(d[key])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]"
+
+
+def measures_table(results: dict) -> str:
+    """A markdown table of the undiluted pairing measures: one row per student ({label: metrics with
+    ``measures`` and ``reading``}), each measure with its start, second-teacher and random (or chance) levels,
+    and the reading; '—' where a measure is not defined for the data."""
+    head = ("| | mode agreement [95% CI] | chance | start | second teacher | intrinsic $\\Delta_E$ | random "
+            "| start | second teacher | relative error | random | reading |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    rows = []
+    for label, m in results.items():
+        ms = m.get("measures") or {}
+        a, i, r = ms.get("agreement") or {}, ms.get("intrinsic_delta_e") or {}, ms.get("relative_error") or {}
+        rd = m.get("reading") or {}
+        word = rd.get("reading", "—")
+        if rd.get("measure"):
+            word += f" ($\\Delta_E$: {rd['delta_e']}; {rd['measure'].replace('_', ' ')}: {rd['undiluted']})"
+        cells = [_level(a.get("student")), _level(a.get("chance")), _level(a.get("start")), _level(a.get("second")),
+                 _level(i.get("student"), "delta_e"), _level(i.get("random"), "delta_e"), _level(i.get("start"), "delta_e"),
+                 _level(i.get("second"), "delta_e"), _level(r.get("student")), _level(r.get("random")), word]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows)
+
+
 def verdict_text(rec: dict) -> str:
     """'converged' or 'not converged (fit, plateau)' for tables and prose."""
     if "converged" not in rec:
@@ -232,5 +327,6 @@ def delta_e_table(results: dict, paper: Optional[dict] = None) -> str:
     return head + "\n".join(rows)
 
 
-__all__ = ["COPY_FRACTION", "delta_e_table", "interval_text", "fit_numbers", "plateau", "reference_levels", "regime", "student_record", "travel", "verdict", "verdict_text",
-           "w2_squared"]
+__all__ = ["COPY_FRACTION", "READINGS", "agreement_regime", "delta_e_table", "fit_numbers", "interval_text",
+           "measures_table", "plateau", "reading", "reference_levels", "regime", "student_record", "travel", "verdict",
+           "verdict_text", "w2_squared"]

@@ -8,7 +8,11 @@ what to plot. The stages:
 1. **teachers**: the teacher of the run seed and, for the reproducibility
    level, a second one from seed + 1 (:func:`train_spec_teachers`: trained,
    resumed or reloaded from their run folders; on a CPU the two train side
-   by side in worker processes);
+   by side in worker processes). For data with an exact denoiser
+   (``spec.exact``, :func:`dmdlib.specs.mixture_spec`) the exact denoiser is
+   the teacher, and what is trained is a network regressed onto it: the
+   student starts from it (as a student starts from its teacher's weights),
+   and the second one gives the reproducibility level;
 2. **the teacher network** distilled: the final EMA weights, or the snapshot
    at ``snapshot`` (MNIST, notebooks 02-05), prepared for evaluation
    (:func:`teacher_net`);
@@ -118,9 +122,10 @@ def train_spec_teacher(spec: DataSpec, p, root, seed: int = 0, device="cpu", pro
     torch.manual_seed(seed)  # network initialisation
     net = spec_denoiser(spec, p)
     data_fn = lambda n, g: spec.sample(n, g, dev)  # noqa: E731
+    what = "teacher" if spec.exact is None else "network regressed onto the exact teacher"
     return train_teacher(net, data_fn, _teacher_config(spec, p), run_dir=spec_teacher_dir(spec, p, root, seed, dev),
-                         seed=seed, device=dev, progress_bar=progress_bar, desc=f"{spec.name} teacher (seed {seed})",
-                         speed=accel.default_speed(dev), data_id=spec.data_id)
+                         seed=seed, device=dev, progress_bar=progress_bar, desc=f"{spec.name} {what} (seed {seed})",
+                         speed=accel.default_speed(dev), data_id=spec.data_id, target=spec.exact)
 
 
 def _train_teacher_in_worker(spec: DataSpec, p, root, seed: int, device: str, threads: int) -> str:
@@ -305,11 +310,19 @@ def regression_pairs(spec: DataSpec, p, net, seed: int = 0, device="cpu") -> tup
     return (z, x) if labels is None else (z, x, labels)
 
 
+def exact_net(spec: DataSpec, device="cpu"):
+    """The exact teacher of a spec that has one (``spec.exact``), on ``device`` in eval mode (a copy)."""
+    if spec.exact is None:
+        raise ValueError(f"spec {spec.name!r} has no exact denoiser")
+    return copy.deepcopy(spec.exact).to(_dev(device)).eval()
+
+
 def distill_student(spec: DataSpec, p, net, root, targets, seed: int = 0, device="cpu", snapshot=None,
-                    variant: str = "baseline", progress_bar: bool = True) -> DMDResult:
+                    variant: str = "baseline", progress_bar: bool = True, student_init=None) -> DMDResult:
     """Distil (or resume, or reload) the student of teacher network ``net`` (:func:`teacher_net`), recording
     Delta_E on the first seed set of ``targets`` along distillation; ``variant`` adds the GAN term (real
-    samples from ``spec``) or the regression term (pairs from :func:`regression_pairs`)."""
+    samples from ``spec``) or the regression term (pairs from :func:`regression_pairs`); ``student_init``
+    (an exact teacher's regressed network) is the network the student starts from instead of ``net``."""
     dev = _dev(device)
     N, batch = p.n_eval, getattr(p, "sample_batch", None)
     lab = None if targets.labels is None else targets.labels[:N]
@@ -323,7 +336,7 @@ def distill_student(spec: DataSpec, p, net, root, targets, seed: int = 0, device
                    eval_fn=delta_e_along(targets.z[:N], targets.phi_k[:N], dev, batch, lab),
                    desc=f"{spec.name} DMD" + (f" {variant}" if variant != "baseline" else "")
                    + (f" from {snapshot:g}" if snapshot is not None else ""),
-                   speed=accel.default_speed(dev), **extra)
+                   speed=accel.default_speed(dev), student_init=student_init, **extra)
 
 
 # ----------------------------------------------------------------------------- the pairing run
@@ -343,6 +356,7 @@ class PairingRun:
     net: Optional[torch.nn.Module] = None         # the teacher network distilled and evaluated (teacher_net)
     snapshot: Optional[float] = None
     variant: str = "baseline"
+    init: Optional[torch.nn.Module] = None        # an exact teacher's regressed network, the student's start
 
 
 def run_pairings(spec: DataSpec, p, root, seed: int = 0, device="auto", snapshots=(None,), reference=(),
@@ -370,13 +384,15 @@ def run_pairings(spec: DataSpec, p, root, seed: int = 0, device="auto", snapshot
         raise ValueError(f"concurrent students support DMD alone; variant must be 'baseline', got {variant!r}")
     with_2 = [s for s in snapshots if s in list(reference)]
     teachers = train_spec_teachers(spec, p, root, [seed, seed + 1] if with_2 else [seed], dev, progress_bar, parallel)
-    nets, targets = [], []
+    nets, inits, targets = [], [], []
     for s in snapshots:
-        net = teacher_net(spec, p, teachers[0], s, dev)
+        trained = teacher_net(spec, p, teachers[0], s, dev)
+        net, init = (trained, None) if spec.exact is None else (exact_net(spec, dev), trained)
         net_2 = teacher_net(spec, p, teachers[1], s, dev) if s in with_2 else None
         with distributed.main_first():   # rank 0 computes and caches the teachers' outputs, the others read them
             targets.append(records.eval_targets(spec, p, net, seed, root / "samples", dev, net_2))
         nets.append(net)
+        inits.append(init)
     batch = getattr(p, "sample_batch", None)
     if concurrent and len(snapshots) > 1:
         from .concurrent import distill_concurrent
@@ -387,20 +403,26 @@ def run_pairings(spec: DataSpec, p, root, seed: int = 0, device="auto", snapshot
             run_dirs=[spec_student_dir(spec, p, root, seed, dev, s) for s in snapshots],
             eval_fns=[delta_e_along(t.z[:N], t.phi_k[:N], dev, batch, None if t.labels is None else t.labels[:N])
                       for t in targets],
-            speed=accel.default_speed(dev), desc=f"{spec.name} DMD students", label_dim=spec.label_dim)
+            speed=accel.default_speed(dev), desc=f"{spec.name} DMD students", label_dim=spec.label_dim,
+            student_inits=inits)
     else:
-        students = [distill_student(spec, p, net, root, t, seed, dev, s, variant, progress_bar)
-                    for net, t, s in zip(nets, targets, snapshots)]
+        students = [distill_student(spec, p, net, root, t, seed, dev, s, variant, progress_bar, init)
+                    for net, init, t, s in zip(nets, inits, targets, snapshots)]
     out = []
-    for s, net, t, student in zip(snapshots, nets, targets, students):
+    for s, net, init, t, student in zip(snapshots, nets, inits, targets, students):
         gen = accel.prepare(student.generator, accel.default_speed(dev))   # as trained, whether trained now or reloaded
         g = generate(gen, t.z, t.labels, batch, dev)
         metrics = records.student_metrics(spec, p, t, g, student.logs, seed, curve)
         metrics.update(teacher_iterations=teachers[0].iterations, dmd_iterations=student.iterations,
                        teacher_final_loss=teachers[0].losses[-1] if teachers[0].losses else None,
                        teacher_snapshot=s, variant=variant)
+        if init is not None:
+            with distributed.main_first():
+                phi_1_init = cached_phi_k(init, t.z, 1, root / "samples", batch, dev, t.labels)
+            metrics["regressed_start"] = records.start_gap(t, phi_1_init)
         out.append(PairingRun(spec.name, teachers[0], student, t.z, records.samples(t, g), metrics,
-                              teachers[1] if s in with_2 else None, t.labels, records.maps(t, g), net, s, variant))
+                              teachers[1] if s in with_2 else None, t.labels, records.maps(t, g), net, s, variant,
+                              init))
     return out
 
 

@@ -69,7 +69,8 @@ def edm_noise(y: torch.Tensor, generator: Optional[torch.Generator] = None, p_me
 
 def edm_loss(denoiser: nn.Module, y: torch.Tensor, generator: Optional[torch.Generator] = None,
              labels: Optional[torch.Tensor] = None, p_mean: float = -1.2, p_std: float = 1.2,
-             sigma_data: float = SIGMA_DATA, noise: Optional[tuple] = None) -> torch.Tensor:
+             sigma_data: float = SIGMA_DATA, noise: Optional[tuple] = None,
+             target: Optional[nn.Module] = None) -> torch.Tensor:
     """EDM loss (Karras et al. 2022, Eq. 2 and 8), per element.
 
     ln(sigma) ~ N(p_mean, p_std^2), n ~ N(0, sigma^2 I),
@@ -77,11 +78,19 @@ def edm_loss(denoiser: nn.Module, y: torch.Tensor, generator: Optional[torch.Gen
     lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2.
     ``noise=(sigma, n)`` gives the draws (from :func:`edm_noise`, e.g. one
     process's rows of a global batch's draws); otherwise they are drawn from
-    ``generator``. Returns the unreduced tensor (the caller averages it).
+    ``generator``. With a ``target`` denoiser (e.g. an exact one,
+    :class:`dmdlib.data.mixture.GaussianMixture`) the network regresses onto
+    it instead of onto y: lambda(sigma) ||D(y + n, sigma) - D_target(y + n, sigma)||^2,
+    whose minimiser is the same posterior mean E[y | y + n] (EDM's loss reaches it
+    through the noisy target y), reached with far less variance.
+    Returns the unreduced tensor (the caller averages it).
     """
     sigma, n = edm_noise(y, generator, p_mean, p_std) if noise is None else noise
     weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
     d = denoiser(y + n, sigma.flatten(), labels)
+    if target is not None:
+        with torch.no_grad():
+            y = target(y + n, sigma.flatten(), labels).to(d.dtype)
     return weight * (d - y) ** 2
 
 

@@ -20,6 +20,10 @@ reference levels):
   ``fit_distance``): student, teacher sampler, start and data against T, the
   floor d(T', T), and against the data; for the toys the fraction of samples
   on the data's support;
+* ``measures``: the pairing measures that dimension does not dilute
+  (:func:`measures_record`), where the spec knows the data's modes or
+  intrinsic coordinates, and ``reading``: what Delta_E and those measures say
+  together (:func:`dmdlib.evaluation.reading`);
 * Delta_E along distillation, its start, the mean distances and the sizes.
 """
 from __future__ import annotations
@@ -27,11 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 
 from . import evaluation
 from .evaluation import fit_numbers, reference_levels, student_record, w2_squared
-from .metrics import delta_e_record, delta_e_sets, delta_e_vs_n, pair_distances
+from .metrics import (chance_agreement_sets, delta_e_record, delta_e_sets, delta_e_vs_n, mode_agreement_sets,
+                      pair_distances, relative_pairing_error_sets)
 from .runs import derived_seed, make_generator
 
 
@@ -115,8 +121,9 @@ def student_metrics(spec, p, t: Targets, g: torch.Tensor, logs: dict, seed: int 
         t.cache.update(floor=distance(ref_b, ref_a), data_data=distance(data_a, data_b),
                        phi8_data=distance(t.phi_k[:N], data_a), ref_data=distance(ref_a, data_a))
     fit = fit_numbers(distance, g[:N], ref_a, t.cache["floor"], sampler=t.phi_k[:N], start=t.phi_1[:N])
+    refs = reference_levels(t.phi_k, t.phi_1, g, R, t.phi_k_2, seed=seed)
     verdict = evaluation.verdict(p.gates, fit, evaluation.travel(g, t.phi_1, t.phi_k),
-                                 evaluation.plateau(logs["eval"], p.gates.plateau_window))
+                                 evaluation.plateau(logs["eval"], p.gates.plateau_window), refs["random"]["delta_e"])
     fits = {f"{dn}_data_data": t.cache["data_data"], f"{dn}_phi8_data": t.cache["phi8_data"],
             f"{dn}_ref_data": t.cache["ref_data"], f"{dn}_student_data": distance(g[:N], data_a),
             f"{dn}_student_ref": fit["d_student"], f"{dn}_start_ref": fit["d_start"], f"{dn}_ref_ref": fit["d_floor"],
@@ -124,9 +131,13 @@ def student_metrics(spec, p, t: Targets, g: torch.Tensor, logs: dict, seed: int 
     if spec.support is not None:
         fits.update(support_data=spec.support(data_a), support_phi8=spec.support(t.phi_k[:N]),
                     support_ref=spec.support(ref_a), support_student=spec.support(g[:N]))
+    rec = student_record(delta_e_sets(t.phi_k, g, R), verdict)
+    measures = measures_record(spec, t, g, seed)
     return {
-        "delta_e": student_record(delta_e_sets(t.phi_k, g, R), verdict),
-        "references": reference_levels(t.phi_k, t.phi_1, g, R, t.phi_k_2, seed=seed),
+        "delta_e": rec,
+        "references": refs,
+        "measures": measures,
+        "reading": evaluation.reading(rec, refs, measures),
         "delta_e_vs_n": (curve_columns(delta_e_vs_n(t.phi_k, g, [n for n in p.n_curve if n <= R * N]))
                          if curve else None),
         "fit": fits, "fit_distance": fit_distance_info(dn),
@@ -138,6 +149,81 @@ def student_metrics(spec, p, t: Targets, g: torch.Tensor, logs: dict, seed: int 
         "mean_dist_g_phi8": float(pair_distances(g, t.phi_k).mean()),
         "mean_dist_phi1_phi8": float(pair_distances(t.phi_1, t.phi_k).mean()),
     }
+
+
+def random_rows(n: int, r: int, seed: int) -> np.ndarray:
+    """The rows of a random pairing on R stacked sets of N: within set i, the permutation of
+    :func:`dmdlib.metrics.random_pairing` with seed ``seed + i`` (the reference levels' random pairing)."""
+    return np.concatenate([i * n + np.random.default_rng(seed + i).permutation(n) for i in range(r)])
+
+
+def _interval(d: dict) -> dict:
+    return {k: d[k] for k in ("value", "ci_low", "ci_high", "sd", "n", "r", "level")}
+
+
+def measures_record(spec, t: Targets, g: torch.Tensor, seed: int = 0) -> Optional[dict]:
+    """The pairing measures that dimension does not dilute, for a student whose outputs on ``t.z`` are ``g``.
+
+    Each measure is given for the student and at its reference levels, with
+    a t-interval over the same R seed sets as Delta_E: ``"student"`` (G
+    against Phi_K), ``"start"`` (Phi_1), ``"second"`` (the second teacher's
+    Phi_K, when computed) and ``"random"`` (G with its seeds permuted within
+    each set, the permutations of the random-pairing level).
+
+    * ``"agreement"`` (where ``spec.modes`` is known): the fraction of seeds
+      whose output falls in the same mode as Phi_K(z) (:func:`dmdlib.metrics.mode_agreement`),
+      with ``"chance"``, sum_m p_teacher(m) p_student(m);
+    * ``"intrinsic_delta_e"`` (where ``spec.intrinsic`` is known): Delta_E in
+      the data's intrinsic coordinates;
+    * ``"relative_error"``: E_DT divided by the mean squared distance between
+      teacher outputs of different seeds (:func:`dmdlib.metrics.relative_pairing_error`):
+      0 for a copy, about 1 for an independent pairing.
+
+    None when the spec knows neither modes nor intrinsic coordinates.
+    """
+    if spec.modes is None and spec.intrinsic is None:
+        return None
+    R, N = t.r, t.n
+    labels = None if t.labels is None else t.labels.argmax(1)
+    rand = torch.as_tensor(random_rows(N, R, seed))
+    others = {"start": t.phi_1, **({"second": t.phi_k_2} if t.phi_k_2 is not None else {})}
+    out = {"modes": spec.modes_name or None, "intrinsic": spec.intrinsic_name or None}
+    rel = {"student": relative_pairing_error_sets(t.phi_k, g, R), "random": relative_pairing_error_sets(t.phi_k, g[rand], R)}
+    rel.update({k: relative_pairing_error_sets(t.phi_k, x, R) for k, x in others.items()})
+    out["relative_error"] = {k: _interval(v) for k, v in rel.items()}
+    if spec.modes is not None:
+        if "modes" not in t.cache:   # the teachers' modes: the same for every student of these targets
+            t.cache["modes"] = {k: np.asarray(spec.modes(x)) for k, x in (("phi_k", t.phi_k), *others.items())}
+        m = t.cache["modes"]
+        m_g = np.asarray(spec.modes(g))
+        agree = {"student": mode_agreement_sets(m["phi_k"], m_g, R), "random": mode_agreement_sets(m["phi_k"], m_g[rand.numpy()], R),
+                 "chance": chance_agreement_sets(m["phi_k"], m_g, R)}
+        agree.update({k: mode_agreement_sets(m["phi_k"], m[k], R) for k in others})
+        out["agreement"] = {k: _interval(v) for k, v in agree.items()}
+    if spec.intrinsic is not None:
+        if "coords" not in t.cache:
+            t.cache["coords"] = {k: spec.intrinsic(x, labels) for k, x in (("phi_k", t.phi_k), *others.items())}
+        c = t.cache["coords"]
+        c_g = spec.intrinsic(g, labels)
+        intr = {"student": delta_e_sets(c["phi_k"], c_g, R), "random": delta_e_sets(c["phi_k"], c_g[rand], R)}
+        intr.update({k: delta_e_sets(c["phi_k"], c[k], R) for k in others})
+        out["intrinsic_delta_e"] = {k: student_record(v) for k, v in intr.items()}
+    return out
+
+
+def start_gap(t: Targets, phi_1_init: torch.Tensor) -> dict:
+    """How close a network regressed onto an exact teacher starts to the exact teacher's Phi_1 (its G at iteration 0).
+
+    ``mean_distance``: mean ||Phi_1^regressed - Phi_1|| over the R*N seeds;
+    ``relative``: that over mean ||Phi_1 - Phi_K|| (the distance a student
+    must travel); ``delta_e``: Delta_E(Phi_K, Phi_1^regressed) beside the
+    exact start level Delta_E(Phi_K, Phi_1) (``delta_e_exact``).
+    """
+    gap = float(pair_distances(phi_1_init, t.phi_1).mean())
+    travel = float(pair_distances(t.phi_1, t.phi_k).mean())
+    return {"mean_distance": gap, "relative": gap / travel if travel > 0 else float("inf"),
+            "delta_e": student_record(delta_e_sets(t.phi_k, phi_1_init, t.r)),
+            "delta_e_exact": student_record(delta_e_sets(t.phi_k, t.phi_1, t.r))}
 
 
 def curve_columns(rows: list) -> dict:

@@ -10,7 +10,9 @@ constructor per family:
   Gaussian mixture), and :func:`embedded_chessboard_spec`, the chessboard
   under a random orthogonal embedding in R^dim (notebook 06);
 * :func:`manifold_spec`: MLP-manifold images (notebooks 06, 07);
-* :func:`mnist_spec`: MNIST at a preset's resolution (notebooks 02-05, 07).
+* :func:`mnist_spec`: MNIST at a preset's resolution (notebooks 02-05, 07);
+* :func:`mixture_spec`: an isotropic Gaussian mixture with its exact
+  denoiser as the teacher (the exact-teacher chapter).
 
 The network of a spec's teacher is :func:`spec_denoiser`: the preset's ADM
 UNet (a preset with ``unet``) or its MLP. Specs pickle (worker processes
@@ -48,7 +50,20 @@ class DataSpec:
     (``FIT_DISTANCES``: ``"w2sq"``, squared W2 by exact optimal transport;
     ``"fd"``, the Frechet distance in the features of dmdlib's MNIST
     classifier). ``support(x)`` (optional) is the fraction of samples on the
-    data's support (the toys). A spec pickles when its callables do: the
+    data's support (the toys).
+
+    What is known of the data's structure, for the pairing measures that
+    dimension does not dilute (:mod:`dmdlib.records`): ``modes(x)`` (optional)
+    gives each sample's mode as an integer (the chessboard cell, the moon, the
+    mixture component, the MNIST digit, the manifold's class), named by
+    ``modes_name``; ``intrinsic(x, labels)`` (optional) its intrinsic
+    coordinates [n, k] (the plane of an embedded toy, the manifold's latent u;
+    ``labels`` are the samples' integer classes or None), named by
+    ``intrinsic_name``. ``exact`` (optional) is the data's exact denoiser
+    (:class:`dmdlib.data.mixture.GaussianMixture`): the pairing path then
+    uses it as the teacher (Phi_K and DMD's real score) and trains, in place
+    of a teacher, a network regressed onto it, from which the student starts
+    (:mod:`dmdlib.pairing`). A spec pickles when its callables do: the
     constructors of this module use picklable samplers that carry their
     data's exact tensors.
     """
@@ -62,6 +77,11 @@ class DataSpec:
     kind: str = "toy"
     fit_distance: str = "w2sq"
     support: Optional[Callable] = None
+    modes: Optional[Callable] = None
+    modes_name: str = ""
+    intrinsic: Optional[Callable] = None
+    intrinsic_name: str = ""
+    exact: Optional[torch.nn.Module] = None
 
     def __post_init__(self):
         if isinstance(self.label_dim, bool) or not isinstance(self.label_dim, int) or self.label_dim < 0:
@@ -115,11 +135,28 @@ def toy_spec(dataset: str, p) -> DataSpec:
         raise ValueError(f"unknown toy data set {dataset!r}; allowed: {sorted(TOY_DATASETS)}")
     return DataSpec(dataset, (p.dim,), partial(_toy_sample, dataset, p.dim), data_id=f"toy:{dataset}:dim={p.dim}",
                     sigma_data=toy_sigma_data(p, dataset), tag=(dataset, p.dim),
-                    support=partial(support_fraction, dataset))
+                    support=partial(support_fraction, dataset), modes=partial(_toy_modes, dataset),
+                    modes_name=TOY_MODE_NAMES[dataset], intrinsic=_toy_plane,
+                    intrinsic_name="the first two coordinates (the data's plane)")
 
 
 def _toy_sample(dataset: str, dim: int, n: int, generator, device="cpu") -> torch.Tensor:
     return sample_toy(dataset, n, dim, generator=generator, device=device)
+
+
+TOY_MODE_NAMES = {"chessboard": "the board cell", "moons": "the moon", "gaussian_mixture": "the mixture component"}
+
+
+def _toy_modes(dataset: str, x, embedding: str = "pad", embedding_seed: int = 0):
+    from .data.toy import toy_modes
+
+    return toy_modes(dataset, x, embedding, embedding_seed)
+
+
+def _toy_plane(x, labels=None, embedding: str = "pad", embedding_seed: int = 0):
+    from .data.toy import toy_plane
+
+    return toy_plane(x, embedding, embedding_seed)
 
 
 def embedded_chessboard_spec(dim: int, sigma_data: float, embedding_seed: int = 0) -> DataSpec:
@@ -128,7 +165,11 @@ def embedded_chessboard_spec(dim: int, sigma_data: float, embedding_seed: int = 
     sample = partial(_embedded_chessboard_sample, dim, embedding_seed)
     data_id = f"toy:chessboard:dim={dim}:orthogonal:seed={embedding_seed}"
     return DataSpec(f"chessboard-d{dim}", (dim,), sample, data_id, sigma_data=float(sigma_data),
-                    tag=("chessboard-orthogonal", dim, embedding_seed, float(sigma_data)))
+                    tag=("chessboard-orthogonal", dim, embedding_seed, float(sigma_data)),
+                    modes=partial(_toy_modes, "chessboard", embedding="orthogonal", embedding_seed=embedding_seed),
+                    modes_name="the board cell",
+                    intrinsic=partial(_toy_plane, embedding="orthogonal", embedding_seed=embedding_seed),
+                    intrinsic_name="the board's plane in R^dim")
 
 
 def _embedded_chessboard_sample(dim: int, embedding_seed: int, n: int, generator, device="cpu") -> torch.Tensor:
@@ -146,7 +187,33 @@ def manifold_spec(latent_dim: int, resolution: int, num_classes: int = 0, manifo
     base = MLPManifold(latent_dim=latent_dim, resolution=resolution, num_classes=num_classes, seed=manifold_seed)
     name = f"manifold-k{latent_dim}" + (f"-c{num_classes}" if num_classes else "")
     return DataSpec(name, base.image_shape, _ManifoldSampler(base), base.data_id, sigma_data=base.std,
-                    label_dim=num_classes, tag=("manifold", base.data_id), kind="manifold")
+                    label_dim=num_classes, tag=("manifold", base.data_id), kind="manifold",
+                    modes=_ManifoldClass(base) if num_classes else None,
+                    modes_name="the class (nearest stripe)" if num_classes else "",
+                    intrinsic=_ManifoldLatent(base), intrinsic_name=f"the latent u in R^{latent_dim} (projection)")
+
+
+class _ManifoldClass:
+    """``DataSpec.modes`` of a conditional :func:`manifold_spec`: the class of each image (its nearest stripe)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __call__(self, x):
+        return self.base.classify(x.to(self.base.device, self.base.dtype))
+
+
+class _ManifoldLatent:
+    """``DataSpec.intrinsic`` of :func:`manifold_spec`: the latent u of each image's nearest manifold point (of its
+    class, with labels), by :meth:`dmdlib.data.manifold.MLPManifold.project`."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __call__(self, x, labels=None):
+        b = self.base
+        lab = None if labels is None or b.num_classes == 0 else torch.as_tensor(labels, device=b.device)
+        return b.project(x, lab)[0]
 
 
 class _ManifoldSampler:
@@ -166,6 +233,60 @@ class _ManifoldSampler:
         x, lab = self.copies[dev].sample(n, generator=generator)
         x = x.to(device)
         return x if b.num_classes == 0 else (x, one_hot(lab, b.num_classes).to(device))
+
+
+# ----------------------------------------------------------------------------- an exact teacher
+
+def mixture_spec(mixture, name: str, tau: float = 0.0) -> DataSpec:
+    """An isotropic Gaussian mixture (:class:`dmdlib.data.mixture.GaussianMixture`) whose exact denoiser is the
+    teacher, as a :class:`DataSpec`.
+
+    ``tau`` is the teacher's resolution: the teacher is the mixture blurred to
+    component std sqrt(s^2 + tau^2) (``mixture.blurred(tau)``), a teacher that
+    has not resolved structure finer than tau; tau = 0 is the converged
+    teacher. Samples, modes (the component) and intrinsic coordinates (the
+    span of the means) are the teacher's mixture's, so every sample the pairing
+    path draws (the regressed network's training data, the fit's data sets)
+    is from the distribution the teacher defines; sigma_data is its std.
+    """
+    from .data.mixture import GaussianMixture
+
+    if not isinstance(mixture, GaussianMixture):
+        raise ValueError(f"mixture must be a dmdlib.GaussianMixture, got {type(mixture).__name__}")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau >= 0:
+        raise ValueError(f"tau must be a number >= 0 (the teacher's resolution), got {tau!r}")
+    teacher = mixture.blurred(float(tau)) if tau > 0 else mixture
+    from .dmd import state_fingerprint
+
+    data_id = f"mixture:{state_fingerprint(teacher)[:16]}"
+    return DataSpec(name, (teacher.dim,), partial(_mixture_sample, teacher), data_id,
+                    sigma_data=float(teacher.sigma_data), tag=("mixture", data_id), kind="mixture",
+                    modes=_MixtureComponent(teacher), modes_name="the mixture component",
+                    intrinsic=_MixtureStructured(teacher), intrinsic_name="the span of the means", exact=teacher)
+
+
+def _mixture_sample(mixture, n: int, generator, device="cpu") -> torch.Tensor:
+    return mixture.sample(n, generator).to(device)
+
+
+class _MixtureComponent:
+    """``DataSpec.modes`` of :func:`mixture_spec`: each sample's component."""
+
+    def __init__(self, mixture):
+        self.mixture = mixture
+
+    def __call__(self, x):
+        return self.mixture.component(x)
+
+
+class _MixtureStructured:
+    """``DataSpec.intrinsic`` of :func:`mixture_spec`: each sample's coordinates in the span of the means."""
+
+    def __init__(self, mixture):
+        self.mixture = mixture
+
+    def __call__(self, x, labels=None):
+        return self.mixture.structured(x)
 
 
 # ----------------------------------------------------------------------------- MNIST (notebooks 02-05, 07)
@@ -217,7 +338,17 @@ def mnist_spec(p, conditional: bool = False, device="cpu") -> DataSpec:
     return DataSpec("mnist" + ("-cond" if conditional else ""), shape, _MnistSampler(x, y, conditional),
                     mnist_data_id(p) + (":labels" if conditional else ""), sigma_data=p.teacher.sigma_data,
                     label_dim=10 if conditional else 0, tag=("mnist", p.data_subset, 10 if conditional else 0),
-                    kind="mnist", fit_distance="fd")
+                    kind="mnist", fit_distance="fd", modes=mnist_digits,
+                    modes_name="the digit (dmdlib's MNIST classifier)")
+
+
+def mnist_digits(x: torch.Tensor) -> torch.Tensor:
+    """``DataSpec.modes`` of :func:`mnist_spec`: the digit dmdlib's MNIST classifier sees in each image
+    (:func:`dmdlib.features.classify`; the classifier is trained once and cached)."""
+    from .features import classify, mnist_classifier
+
+    net, _ = mnist_classifier()
+    return classify(net, x)
 
 
 class _MnistSampler:

@@ -84,7 +84,8 @@ def ema_update(ema: nn.Module, net: nn.Module, cfg: TeacherConfig, nimg_before: 
 
 def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
                   data_fn: DataFn, cfg: TeacherConfig, generator: torch.Generator,
-                  start: int = 0, speed: Optional[accel.Speed] = None) -> Iterator[TeacherState]:
+                  start: int = 0, speed: Optional[accel.Speed] = None,
+                  target: Optional[nn.Module] = None) -> Iterator[TeacherState]:
     """Train from iteration ``start`` to ``cfg.iterations``, yielding after every iteration.
 
     Under torchrun (an active process group) each rank computes the loss on
@@ -108,7 +109,7 @@ def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Op
                 y, sigma, n = distributed.shard(y, sigma, n)                  # this rank's rows
             else:
                 y, sigma, n, labels = distributed.shard(y, sigma, n, labels)
-            loss = edm_loss(net, y, labels=labels, sigma_data=cfg.sigma_data, noise=(sigma, n))
+            loss = edm_loss(net, y, labels=labels, sigma_data=cfg.sigma_data, noise=(sigma, n), target=target)
         loss = loss.float().sum() / y.shape[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -124,7 +125,7 @@ def teacher_steps(denoiser: nn.Module, ema: nn.Module, optimizer: torch.optim.Op
 
 
 def run_config(denoiser: nn.Module, cfg: TeacherConfig, seed: int, speed: Optional[accel.Speed] = None,
-               data_id: Optional[str] = None, device=None) -> dict:
+               data_id: Optional[str] = None, device=None, target: Optional[nn.Module] = None) -> dict:
     """What identifies a teacher run (recorded in its folder; a different one is refused there).
 
     The configuration (with the loss's ``sigma_data``), the seed, the
@@ -132,18 +133,24 @@ def run_config(denoiser: nn.Module, cfg: TeacherConfig, seed: int, speed: Option
     none), the speed settings, the training data's ``data_id``, the
     version of the training code and, when ``device`` is given, its type
     (``"device"``: the run's random streams are drawn there;
-    :func:`dmdlib.runs.prepare_run_dir` refuses another one).
+    :func:`dmdlib.runs.prepare_run_dir` refuses another one) and, for a
+    network regressed onto a ``target`` denoiser, the target's weights
+    fingerprint (recorded only then, so other run folders read as before).
     """
+    from .dmd import state_fingerprint
+
     return {"kind": "teacher", "seed": seed, "config": asdict(cfg),
             "denoiser_sigma_data": getattr(denoiser, "sigma_data", None), "speed": accel.speed_record(speed),
-            "data_id": data_id, "code_version": code_version(), **device_record(device)}
+            "data_id": data_id, "code_version": code_version(), **device_record(device),
+            **({"target": state_fingerprint(target)} if target is not None else {})}
 
 
 @accel.tf32_from_speed
 def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
                   run_dir=None, seed: int = 0, device="auto", progress_bar: bool = True,
                   stop_after: Optional[int] = None, desc: str = "teacher",
-                  speed: Optional[accel.Speed] = None, data_id: Optional[str] = None) -> TeacherResult:
+                  speed: Optional[accel.Speed] = None, data_id: Optional[str] = None,
+                  target: Optional[nn.Module] = None) -> TeacherResult:
     """Train an EDM teacher; resumable from ``run_dir/checkpoint.pt``.
 
     ``data_fn(n, generator)`` returns a batch of n training samples on the
@@ -161,7 +168,9 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     ``data_id`` names the training data (e.g. ``"toy:chessboard:dim=4"`` or
     MNIST's pinned checksum); it is recorded in the run folder with the
     rest of :func:`run_config`, and a run is resumed or reloaded only with
-    the same.
+    the same. With a ``target`` denoiser (an exact one: :class:`dmdlib.data.mixture.GaussianMixture`)
+    the network regresses onto it (:func:`dmdlib.precond.edm_loss`'s ``target``) instead of denoising
+    the data: a network that starts distillation at the exact teacher's Phi_1 (the exact-teacher chapter).
 
     Under torchrun (:mod:`dmdlib.distributed`) every process calls this with
     the same arguments; the global batch ``cfg.batch_size`` is split across
@@ -183,7 +192,7 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     generator = make_generator(seed, dev)
     res = TeacherResult(denoiser, ema, unit=cfg.progress_unit, run_dir=None if run_dir is None else str(run_dir))
     start = 0
-    run_dir = distributed.on_main(prepare_run_dir, run_dir, run_config(denoiser, cfg, seed, speed, data_id, dev)) \
+    run_dir = distributed.on_main(prepare_run_dir, run_dir, run_config(denoiser, cfg, seed, speed, data_id, dev, target)) \
         if run_dir is not None else None
     if run_dir is not None:
         ck = resume_state(run_dir, map_location=dev)
@@ -216,7 +225,9 @@ def train_teacher(denoiser: nn.Module, data_fn: DataFn, cfg: TeacherConfig,
     accel.prepare(denoiser, speed)
     if speed is not None and speed.channels_last:   # the EMA in the network's layout: each update reads both alike
         ema.to(memory_format=torch.channels_last)
-    for st in teacher_steps(denoiser, ema, optimizer, data_fn, cfg, generator, start, speed):
+    if target is not None:
+        target = target.to(dev).eval()
+    for st in teacher_steps(denoiser, ema, optimizer, data_fn, cfg, generator, start, speed, target):
         window.append(st.loss)
         res.iterations, res.kimg = st.iteration, st.kimg
         bar.update(1)

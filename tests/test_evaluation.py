@@ -64,7 +64,8 @@ def _evals(values):
 
 
 def test_plateau_detects_a_trend_not_fluctuations():
-    gates = ConvergenceGates(fit_max=2.0, travel_min=0.5, plateau_window=3, plateau_rel_tol=0.25, plateau_abs_tol=0.01)
+    gates = ConvergenceGates(fit_max=2.0, travel_min=0.5, plateau_window=3, plateau_rel_tol=0.25, plateau_random_frac=0.0005)
+    random_level = 20.0   # the record's random-pairing Delta_E: near 0 the tolerance is 0.0005 x 20 = 0.01
     rng = np.random.default_rng(0)
     steady = ev.plateau(_evals(list(10 + rng.normal(0, 3, 12))), 3)       # noisy but level
     drift = ev.plateau(_evals(list(np.linspace(2, 20, 12))), 3)            # a clean linear drift
@@ -77,16 +78,24 @@ def test_plateau_detects_a_trend_not_fluctuations():
     assert short["change"] == math.inf and short["n_evals"] == 3
     assert ev.plateau(list(reversed(_evals([0.0, 1.0, 2.0, 3.0]))), 2)["drift"] == pytest.approx(3.0)
     fit_ok = {"fit_ratio": 0.8}
-    v = ev.verdict(gates, fit_ok, 0.9, steady)
+    v = ev.verdict(gates, fit_ok, 0.9, steady, random_level)
     assert v["converged"] and v["failed"] == []
-    assert ev.verdict(gates, fit_ok, 0.9, drift)["failed"] == ["plateau"]
-    bad = ev.verdict(gates, {"fit_ratio": 2.1}, 0.2, short)
+    assert ev.verdict(gates, fit_ok, 0.9, drift, random_level)["failed"] == ["plateau"]
+    bad = ev.verdict(gates, {"fit_ratio": 2.1}, 0.2, short, random_level)
     assert not bad["converged"] and bad["failed"] == ["fit", "travel", "plateau"]
     assert ev.verdict_text(ev.student_record(
         {"delta_e": 1, "ci_low": 0, "ci_high": 2, "sd": 1, "n": 3, "r": 2, "level": 0.95, "e_dt": 1, "e_ot": 1},
         bad)) == "not converged (fit, travel, plateau)"
-    # near zero the absolute tolerance decides: a copying student creeping from 0 to 0.004 has stopped changing
-    assert ev.verdict(gates, fit_ok, 0.9, ev.plateau(_evals([0, 0.001, 0.0, 0.004, 0.002, 0.003]), 3))["converged"]
+    # near zero the random-level tolerance decides: a copying student creeping from 0 to 0.004 has stopped changing
+    # against a random level of 20 (tolerance 0.01) ...
+    creep = ev.plateau(_evals([0, 0.001, 0.0, 0.004, 0.002, 0.003]), 3)
+    assert ev.verdict(gates, fit_ok, 0.9, creep, random_level)["converged"]
+    # ... but on data whose random level is 0.5 (tolerance 0.00025) a steady rise of 0.01 is a drift, not a plateau
+    rise = ev.plateau(_evals(list(np.linspace(0.0, 0.01, 6))), 3)
+    assert ev.verdict(gates, fit_ok, 0.9, rise, 0.5)["failed"] == ["plateau"]
+    assert ev.verdict(gates, fit_ok, 0.9, rise, random_level)["converged"]
+    with pytest.raises(ValueError, match="random_level"):
+        ev.verdict(gates, fit_ok, 0.9, steady, float("nan"))
     with pytest.raises(ValueError, match="window"):
         ev.plateau([], 1)
 
@@ -107,3 +116,44 @@ def test_reference_levels():
     assert "reproducibility" not in ev.reference_levels(phi_8, phi_1, g, r=4)
     # the random pairing permutes within each set: set i is still set i's points
     assert pairing_inefficiency(phi_8[:100], g[:100]) < refs["random"]["delta_e"]
+
+
+# ----------------------------------------------------------------------------- the reading: Delta_E with an undiluted measure
+
+def _iv(v, half=0.01):
+    return {"value": v, "ci_low": v - half, "ci_high": v + half}
+
+
+def _de(v, half=0.01):
+    return {"delta_e": v, "ci_low": v - half, "ci_high": v + half}
+
+
+def test_agreement_regime_produces_every_word():
+    chance, second = _iv(0.1), _iv(0.9)
+    # the line lies 5% of the way from the ceiling (the second teacher, 0.9) down to chance (0.1): 0.86
+    assert ev.agreement_regime({"student": _iv(0.95), "chance": chance, "second": second}) == "copies"
+    assert ev.agreement_regime({"student": _iv(0.5), "chance": chance, "second": second}) == "remaps"
+    assert ev.agreement_regime({"student": _iv(0.86, 0.02), "chance": chance, "second": second}) == "unresolved"
+    # no second teacher (or one at chance): the ceiling is a perfect copy
+    assert ev.agreement_regime({"student": _iv(0.93), "chance": chance}) == "remaps"
+    assert ev.agreement_regime({"student": _iv(0.99, 0.0), "chance": chance, "second": _iv(0.1)}) == "copies"
+    # a constant (chance = 1): nothing to judge
+    assert ev.agreement_regime({"student": _iv(1.0, 0.0), "chance": _iv(1.0, 0.0)}) == "unresolved"
+
+
+def test_reading_produces_every_word_and_no_student_is_both():
+    refs = {"random": _de(10.0)}
+    agree = lambda v: {"agreement": {"student": _iv(v), "chance": _iv(0.1), "second": _iv(0.9)}}  # noqa: E731
+    assert ev.reading(_de(0.01), refs, agree(0.95))["reading"] == "copies"
+    assert ev.reading(_de(5.0), refs, agree(0.3))["reading"] == "remaps"
+    r = ev.reading(_de(0.01), refs, agree(0.3))          # Delta_E ~0 in high dimension, modes moved
+    assert r == {"reading": "measures disagree", "delta_e": "copies", "undiluted": "remaps", "measure": "agreement"}
+    assert ev.reading(_de(0.5, 0.2), refs, agree(0.95))["reading"] == "unresolved"     # Delta_E straddles its line
+    assert ev.reading(_de(0.01), refs, None)["reading"] == "unresolved"                # nothing undiluted known
+    intr = {"intrinsic_delta_e": {"student": _de(3.0), "random": _de(20.0)}}            # no modes: intrinsic Delta_E
+    assert ev.reading(_de(0.01), refs, intr) == {"reading": "measures disagree", "delta_e": "copies",
+                                                 "undiluted": "remaps", "measure": "intrinsic_delta_e"}
+    for v, a in ((0.01, 0.95), (5.0, 0.3), (0.01, 0.3), (5.0, 0.95), (0.5, 0.86)):
+        words = ev.reading(_de(v), refs, agree(a))
+        assert words["reading"] in ev.READINGS
+        assert not (words["delta_e"] == "copies" and words["undiluted"] == "copies" and words["reading"] == "remaps")

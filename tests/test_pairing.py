@@ -4,9 +4,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+import dmdlib
 from dmdlib import evaluation, get_preset
 from dmdlib import dimensions, imagenet64, labels, pairing, specs
 from dmdlib.data.toy import orthogonal_embedding
+from dmdlib.metrics import delta_e_sets
 
 
 def _tiny(p):
@@ -204,3 +206,71 @@ def test_teachers_side_by_side_equal_teachers_trained_one_after_another(tmp_path
         pairing.train_spec_teachers(bare, p, tmp_path / "bare", [0, 1], "cpu", progress_bar=False, parallel=True)
     with pytest.raises(ValueError, match="distinct"):
         pairing.train_spec_teachers(spec, p, tmp_path / "x", [0, 0], "cpu", parallel=False)
+
+
+def test_measures_record_on_students_with_known_pairings():
+    """records.measures_record: a copy, a random pairing and a mode swap of the teacher's outputs on the toy
+    chessboard (its cells are the modes, its plane the intrinsic coordinates)."""
+    from dmdlib import evaluation, records
+    from dmdlib.data.toy import chessboard_cell
+
+    p = get_preset("toy", "smoke")
+    spec = specs.toy_spec("chessboard", p)
+    g = torch.Generator().manual_seed(0)
+    R, N = 4, 400
+    x = spec.sample(R * N, g)
+    noisy = x + 0.01 * torch.randn(x.shape, generator=g)
+    t = records.Targets(torch.zeros(R * N, 4), None, x, 0.5 * x, noisy, None, None, N, R, 8, 64)
+    copy = records.measures_record(spec, t, x.clone(), seed=0)
+    assert copy["agreement"]["student"]["value"] == 1.0 and copy["relative_error"]["student"]["value"] == 0.0
+    assert copy["intrinsic_delta_e"]["student"]["delta_e"] == 0.0
+    assert copy["modes"] == "the board cell" and copy["intrinsic"].startswith("the first two coordinates")
+    # the second teacher (a near copy) agrees almost always; the start (0.5 x) sits near the centre cells
+    assert copy["agreement"]["second"]["value"] > 0.95 > copy["agreement"]["start"]["value"]
+    rand = x[torch.as_tensor(records.random_rows(N, R, 7))]            # an independent pairing of the same outputs
+    m = records.measures_record(spec, t, rand, seed=0)
+    a, c = m["agreement"]["student"], m["agreement"]["chance"]
+    assert a["ci_low"] <= c["value"] + 0.02 and a["ci_high"] >= c["value"] - 0.02   # chance agreement
+    e = m["relative_error"]["student"]
+    assert e["ci_low"] - 0.05 <= 1.0 <= e["ci_high"] + 0.05
+    # the random level of every measure is the student's own outputs permuted: here a copy's random level
+    assert copy["agreement"]["random"]["value"] == pytest.approx(c["value"], abs=0.05)
+    swap = x.clone()
+    swap[:, :2] = -swap[:, :2]    # the board's point reflection: a symmetry of the data that moves every cell
+    m = records.measures_record(spec, t, swap, seed=0)
+    assert (chessboard_cell(swap) != chessboard_cell(x)).all() and m["agreement"]["student"]["value"] == 0.0
+    rec = evaluation.student_record(delta_e_sets(x, swap, R))
+    refs = evaluation.reference_levels(x, 0.5 * x, swap, R, seed=0)
+    assert evaluation.reading(rec, refs, m)["undiluted"] == "remaps"
+
+
+def test_run_pairing_with_an_exact_teacher(tmp_path):
+    """mixture_spec: the exact denoiser is the teacher (Phi_K and DMD's real score); the trained network is
+    regressed onto it and is the student's start; its second copy (seed + 1) gives the reproducibility level."""
+    import json
+
+    from dmdlib import GaussianMixture
+    from dmdlib.dmd import state_fingerprint
+    from dmdlib.metrics import pairing_inefficiency
+
+    p = get_preset("toy", "smoke")
+    mix = GaussianMixture.ring(dim=4, components=8, radius=2.0, std=0.2)
+    spec = specs.mixture_spec(mix, "ring8", tau=0.1)
+    assert spec.exact.std[0] == pytest.approx((0.2 ** 2 + 0.1 ** 2) ** 0.5) and spec.kind == "mixture"
+    with pytest.raises(ValueError, match="tau"):
+        specs.mixture_spec(mix, "x", tau=-1.0)
+    run = pairing.run_pairing(spec, p, tmp_path, seed=0, device="cpu", reference=True, progress_bar=False)
+    assert isinstance(run.net, GaussianMixture) and run.init is not None
+    cfg = json.loads((pairing.spec_teacher_dir(spec, p, tmp_path, 0) / "config.json").read_text())
+    assert cfg["target"] == state_fingerprint(spec.exact)       # the network was regressed onto the exact teacher
+    torch.testing.assert_close(run.maps["phi_8"], dmdlib.phi_k(spec.exact, run.z, p.k))
+    N = p.n_eval
+    phi_1_init = dmdlib.phi_k(run.init, run.z[:N], 1)
+    assert run.student.logs["eval"][0]["delta_e"] == pytest.approx(pairing_inefficiency(run.maps["phi_8"][:N],
+                                                                                         phi_1_init), rel=1e-6)
+    gap = run.metrics["regressed_start"]
+    assert gap["mean_distance"] >= 0 and gap["relative"] == pytest.approx(
+        gap["mean_distance"] / float(dmdlib.pair_distances(run.maps["phi_1"], run.maps["phi_8"]).mean()))
+    m = run.metrics["measures"]
+    assert m["modes"] == "the mixture component" and {"agreement", "intrinsic_delta_e", "relative_error"} <= set(m)
+    assert "second" in m["agreement"] and run.metrics["reading"]["measure"] == "agreement"
