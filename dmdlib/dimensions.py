@@ -20,11 +20,13 @@ from .data import support_fraction
 
 def sweep_record(key: str, value: int, run) -> dict:
     """One point of a dimension sweep as metrics.json stores it: ``key`` (``intrinsic_dim`` or ``ambient_dim``)
-    beside the student's Delta_E interval and verdict, its reference levels, its regime
-    (:func:`dmdlib.evaluation.regime`) and its fit."""
+    beside the student's Delta_E interval and verdict, its reference levels, Delta_E's regime
+    (:func:`dmdlib.evaluation.regime`), the undiluted measures and the reading
+    (:func:`dmdlib.evaluation.reading`), and its fit."""
     m = run.metrics
     return {key: int(value), **m["delta_e"], "references": m["references"],
-            "regime": evaluation.regime(m["delta_e"], m["references"]), "fit": m["fit"],
+            "regime": evaluation.regime(m["delta_e"], m["references"]), "measures": m.get("measures"),
+            "reading": m.get("reading"), "fit": m["fit"],
             "sigma_data": m["sigma_data"], "data_id": m["data_id"], "delta_e_along": m["delta_e_along"],
             "mean_dist_g_phi8": m["mean_dist_g_phi8"], "mean_dist_phi1_phi8": m["mean_dist_phi1_phi8"]}
 
@@ -102,12 +104,15 @@ def _manifold_distance(manifold, x, labels, seed):
 
 def copying_onset(points: list, key: str) -> Optional[int]:
     """The smallest dimension from which every point of the sweep (sorted by ``key``) is converged and copies;
-    None when the largest point does not (no onset within the sweep). A point whose record says
-    ``teacher_ok: False`` is no result and ends the run of copying points like an unconverged one."""
+    None when the largest point does not (no onset within the sweep). "Copies" is the point's reading
+    (Delta_E and the undiluted measure agree, :func:`dmdlib.evaluation.reading`) where it has one, else
+    Delta_E's ``regime``. A point whose record says ``teacher_ok: False`` is no result and ends the run
+    of copying points like an unconverged one."""
     pts = sorted(points, key=lambda p: p[key])
     onset = None
     for p in reversed(pts):
-        if p.get("converged") and p.get("teacher_ok", True) and p["regime"] == "copies":
+        word = (p.get("reading") or {}).get("reading", p.get("regime"))
+        if p.get("converged") and p.get("teacher_ok", True) and word == "copies":
             onset = p[key]
         else:
             break

@@ -272,11 +272,13 @@ def _level(d: Optional[dict], key: str = "value") -> str:
 
 def measures_table(results: dict) -> str:
     """A markdown table of the undiluted pairing measures: one row per student ({label: metrics with
-    ``measures`` and ``reading``}), each measure with its start, second-teacher and random (or chance) levels,
-    and the reading; '—' where a measure is not defined for the data."""
-    head = ("| | mode agreement [95% CI] | chance | start | second teacher | intrinsic $\\Delta_E$ | random "
-            "| start | second teacher | relative error | random | reading |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    ``measures`` and ``reading``}). Each measure shows the student's value with its 95% interval, then its
+    levels (point values; their intervals are in metrics.json): chance (agreement) or a random pairing, the
+    start Phi_1 and the second teacher; '—' where a measure is not defined for the data or a level was not
+    computed. The last column is the reading (:func:`reading`)."""
+    head = ("| | agreement [95% CI] | chance | start | 2nd teacher | intrinsic $\\Delta_E$ [95% CI] | random | start "
+            "| 2nd teacher | relative error [95% CI] | random | start | 2nd teacher | reading |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
     rows = []
     for label, m in results.items():
         ms = m.get("measures") or {}
@@ -285,11 +287,35 @@ def measures_table(results: dict) -> str:
         word = rd.get("reading", "—")
         if rd.get("measure"):
             word += f" ($\\Delta_E$: {rd['delta_e']}; {rd['measure'].replace('_', ' ')}: {rd['undiluted']})"
-        cells = [_level(a.get("student")), _level(a.get("chance")), _level(a.get("start")), _level(a.get("second")),
-                 _level(i.get("student"), "delta_e"), _level(i.get("random"), "delta_e"), _level(i.get("start"), "delta_e"),
-                 _level(i.get("second"), "delta_e"), _level(r.get("student")), _level(r.get("random")), word]
+        point = lambda d, key="value": "—" if d is None else _fmt(d[key])  # noqa: E731
+        cells = [_level(a.get("student")), point(a.get("chance")), point(a.get("start")), point(a.get("second")),
+                 _level(i.get("student"), "delta_e"), point(i.get("random"), "delta_e"),
+                 point(i.get("start"), "delta_e"), point(i.get("second"), "delta_e"),
+                 _level(r.get("student")), point(r.get("random")), point(r.get("start")), point(r.get("second")), word]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return head + "\n".join(rows)
+
+
+def reading_text(metrics: dict) -> str:
+    """One sentence for the prose: what Delta_E and the undiluted measure of a record (``metrics`` with
+    ``reading`` and ``measures``) say, with the measure's interval and levels, and the reading."""
+    rd, ms = metrics.get("reading") or {}, metrics.get("measures") or {}
+    if not rd:
+        return "no pairing measure was recorded"
+    if rd.get("measure") == "agreement":
+        a = ms["agreement"]
+        second = f", a second teacher {_level(a['second'])}" if "second" in a else ""
+        what = (f"mode agreement ({ms.get('modes') or 'the mode'}) {_level(a['student'])} against chance "
+                f"{_level(a['chance'])}{second}")
+    elif rd.get("measure") == "intrinsic_delta_e":
+        i = ms["intrinsic_delta_e"]
+        second = f", a second teacher {_level(i['second'], 'delta_e')}" if "second" in i else ""
+        what = (f"$\\Delta_E$ in {ms.get('intrinsic') or 'intrinsic coordinates'} {_level(i['student'], 'delta_e')} "
+                f"against a random pairing {_level(i['random'], 'delta_e')}{second}")
+    else:
+        return f"$\\Delta_E$ alone says {rd['delta_e']}: no measure that dimension does not dilute is known here"
+    return (f"$\\Delta_E$ says {rd['delta_e']}; {what} says {rd['undiluted']}; read together: "
+            f"**{rd['reading']}**")
 
 
 def verdict_text(rec: dict) -> str:
@@ -328,5 +354,5 @@ def delta_e_table(results: dict, paper: Optional[dict] = None) -> str:
 
 
 __all__ = ["COPY_FRACTION", "READINGS", "agreement_regime", "delta_e_table", "fit_numbers", "interval_text",
-           "measures_table", "plateau", "reading", "reference_levels", "regime", "student_record", "travel", "verdict",
+           "measures_table", "plateau", "reading", "reading_text", "reference_levels", "regime", "student_record", "travel", "verdict",
            "verdict_text", "w2_squared"]
