@@ -207,6 +207,10 @@ class MnistPreset:
     gan_g_weight: float = 3e-3          # DMD2 generator adversarial loss weight (REFERENCE)
     memorisation_thresholds: tuple = (1 / 3, 0.25, 0.1, 0.05)
     n_show_nn: int = 12                 # samples shown with their nearest training images
+    # the memorisation control (dmdlib.controls): a teacher trained long on a tiny subset must be flagged
+    memorisation_control_subset: int = 64           # its training images (the first n of MNIST)
+    memorisation_control_iterations: int = 4000     # its iterations (the preset's teacher settings otherwise)
+    memorisation_control_min_fraction: float = 0.5  # it fires when at least this fraction of its samples has r < 1/3
     nn_batch: int = 1024                # query batch of the 70,000-image neighbour search
     # notebook 04 (teacher convergence)
     zoom_iterations: int = 900          # the zoomed DM-loss panel (paper Fig. 4 right)
@@ -221,6 +225,14 @@ class MnistPreset:
             raise ValueError("n_regression_pairs, n_show_nn and nn_batch must be >= 1")
         if not all(0 < t <= 1 for t in self.memorisation_thresholds):
             raise ValueError(f"memorisation_thresholds must lie in (0, 1], got {self.memorisation_thresholds}")
+        if (isinstance(self.memorisation_control_subset, bool) or not isinstance(self.memorisation_control_subset, int)
+                or self.memorisation_control_subset < 3):
+            raise ValueError(f"MnistPreset.memorisation_control_subset must be an integer >= 3 (r needs two "
+                             f"neighbours), got {self.memorisation_control_subset!r}")
+        _positive(self, "memorisation_control_iterations")
+        if not 0 < self.memorisation_control_min_fraction <= 1:
+            raise ValueError(f"MnistPreset.memorisation_control_min_fraction must lie in (0, 1], got "
+                             f"{self.memorisation_control_min_fraction!r}")
 
 
 def _positive(cfg, *names):
