@@ -3,7 +3,7 @@
 * **Memorisation** (chapter 03, paper Sec. 4.1.2): a teacher trained long on
   a tiny subset of MNIST (``MnistPreset.memorisation_control_subset``
   images, ``memorisation_control_iterations`` iterations; otherwise the
-  preset's teacher settings) must be flagged by the very test that clears
+  preset's teacher settings, without a learning-rate ramp-up) must be flagged by the very test that clears
   the real teacher (:func:`dmdlib.analysis.memorisation_report`, r < 1/3
   against its own training images). "No memorisation" is evidence only
   when this control fires: when at least
@@ -31,13 +31,16 @@ MEMORISATION_THRESHOLD = 1 / 3   # r(y) < 1/3: memorised (Bonnaire et al. 2025; 
 
 def memorisation_control_preset(p):
     """The MNIST preset ``p`` with the control's training set (the first ``memorisation_control_subset``
-    images) and length (``memorisation_control_iterations`` iterations, no snapshots)."""
+    images) and length (``memorisation_control_iterations`` iterations, no snapshots), at the preset's full
+    learning rate from the first iteration (no ramp-up: at ``paper`` EDM's 10,000-kimg ramp would keep the rate
+    near 0 for the whole control). A control that memorises is what the test must see; how it got there does
+    not matter."""
     n, iters = p.memorisation_control_subset, p.memorisation_control_iterations
     ck = min(p.teacher.checkpoint_every, iters)
     log = min(p.teacher.log_every, ck)
     while ck % log:          # checkpoint_every must be a multiple of log_every (TeacherConfig)
         log -= 1
-    teacher = replace(p.teacher, iterations=iters, snapshots=(), checkpoint_every=ck, log_every=log)
+    teacher = replace(p.teacher, iterations=iters, snapshots=(), checkpoint_every=ck, log_every=log, lr_rampup_kimg=0.0)
     return replace(p, data_subset=n, teacher=teacher)
 
 
