@@ -66,6 +66,19 @@ def seed_runs(folder) -> dict:
     return out
 
 
+def _at(m, path):
+    """``m`` at ``path`` (keys and list indices), or None."""
+    node = m
+    for k in path:
+        if isinstance(node, dict) and k in node:
+            node = node[k]
+        elif isinstance(node, list) and isinstance(k, int) and -len(node) <= k < len(node):
+            node = node[k]
+        else:
+            return None
+    return node
+
+
 def _json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -137,4 +150,126 @@ def finite(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-__all__ = ["SeedRun", "across", "finite", "interval_text", "level_text", "seed_reading", "seed_runs"]
+# ----------------------------------------------------------------------------- the seed tables of the claims
+
+CLAIMS_OF = {"01_lowdim_remapping": "claim 1: the chessboard remaps", "02_mnist_copying": "claim 2: MNIST copies",
+             "03_ablations": "claims 3 and 4: no auxiliary loss needed, no memorisation",
+             "04_teacher_convergence": "claims 5 and 7: longer-trained teachers are copied more; two stages",
+             "05_boundary": "claim 6: boundary points are copied more",
+             "06_where_copying_begins": "claim 9: remapping at low, copying at high intrinsic dimension",
+             "07_conditioning": "claim 8: conditioning strengthens copying"}
+"""The claims (numbered as on the landing page) that each chapter's seed sweep serves."""
+
+
+def _student_values(prefix: str, s) -> dict:
+    if not isinstance(s, dict):
+        return {}
+    rec = s["delta_e"] if isinstance(s.get("delta_e"), dict) else s
+    rd = s.get("reading") if isinstance(s.get("reading"), dict) else {}
+    out = {f"{prefix}Delta_E": rec.get("delta_e")}
+    which = rd.get("measure")
+    m = ((s.get("measures") or {}).get(which or "") or {}).get("student")
+    if isinstance(m, dict):
+        out[f"{prefix}{which.replace('_', ' ')}"] = m.get("value", m.get("delta_e"))
+    out[f"{prefix}reading"] = rd.get("reading")
+    out[f"{prefix}converged"] = rec.get("converged")
+    return out
+
+
+def _third(fractions) -> Optional[float]:
+    for k, v in (fractions or {}).items():
+        try:
+            if abs(float(k) - 1 / 3) < 1e-3:
+                return v
+        except (TypeError, ValueError):
+            pass
+    return None
+
+
+def seed_values(stem: str, m: dict) -> dict:
+    """The numbers (and words) of one seed run of chapter ``stem`` that its claims read, as ``{column: value}``
+    (None where the run does not record it)."""
+    g = lambda *path: _at(m, path)  # noqa: E731
+    if stem == "01_lowdim_remapping":
+        return _student_values("", g("datasets", "chessboard"))
+    if stem == "02_mnist_copying":
+        return _student_values("", m)
+    if stem == "03_ablations":
+        out = _student_values("plain ", g("variants", "baseline"))
+        for v in ("gan", "regression"):
+            out[f"{v} Delta_E"] = g("variants", v, "delta_e", "delta_e")
+        return {**out, "memorised (r < 1/3)": _third(g("memorisation", "fractions")),
+                "control memorised": g("memorisation_control", "fraction")}
+    if stem == "04_teacher_convergence":
+        out = {}
+        for s in g("students") or []:
+            k = f"{s.get('teacher_kimg', '?'):g} kimg" if isinstance(s.get("teacher_kimg"), (int, float)) else "?"
+            out.update({f"{k} Delta_E": _at(s, ("delta_e", "delta_e")), f"{k} converged": _at(s, ("delta_e", "converged")),
+                        f"{k} two stages": _at(s, ("two_stages", "shape"))})
+        return out
+    if stem == "05_boundary":
+        return {"partial Spearman": g("correlations", "partial_spearman_average", "r"),
+                "raw Spearman": g("correlations", "spearman_average", "r"), "converged": g("delta_e", "converged")}
+    if stem == "06_where_copying_begins":
+        out = {}
+        for p in g("intrinsic") or []:
+            out.update({f"k = {p.get('intrinsic_dim')} {k}": v for k, v in _student_values("", p).items()})
+        return out
+    if stem == "07_conditioning":
+        out = {}
+        for r in g("records") or []:
+            if isinstance(r, dict) and r.get("dataset") == "mnist":
+                name = "conditional" if r.get("conditional") else "unconditional"
+                out.update({f"{name} Delta_E": r.get("delta_e"), f"{name} converged": r.get("converged")})
+        return out
+    return {}
+
+
+def seed_table(stem: str, runs: list, level: float = 0.95) -> dict:
+    """The seed table of chapter ``stem``: one row per seed run (:func:`seed_values`) and a summary per column:
+    for numbers, the across-seed mean with its Student-t interval (:func:`across`, at least 2 finite values);
+    for words, how many seeds gave each; for true/false, how many were true.
+    Returns ``{"columns", "seeds", "rows", "summary"}``."""
+    rows = [seed_values(stem, r.metrics) for r in runs]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    summary = {}
+    for c in columns:
+        vals = [row.get(c) for row in rows if row.get(c) is not None]
+        if vals and all(isinstance(v, bool) for v in vals):
+            summary[c] = f"{sum(vals)} of {len(vals)}"
+        elif vals and all(isinstance(v, str) for v in vals):
+            summary[c] = ", ".join(f"{vals.count(w)} {w}" for w in dict.fromkeys(vals))
+        elif len(vals) >= 2 and finite(vals):
+            summary[c] = across(vals, level)
+        else:
+            summary[c] = None
+    return {"columns": columns, "seeds": [r.seed for r in runs], "rows": rows, "summary": summary}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)):
+        return evaluation._fmt(float(v))
+    if isinstance(v, dict):
+        return f"{interval_text(v)} ({v['n_seeds']} seeds)"
+    return str(v)
+
+
+def seed_table_markdown(stem: str, runs: list, level: float = 0.95) -> str:
+    """:func:`seed_table` as a markdown table: seeds as rows, the summary (across-seed mean [95% t-interval]) last."""
+    t = seed_table(stem, runs, level)
+    if not t["columns"]:
+        return f"no seed run of {stem} records what its claims read"
+    head = "| seed | " + " | ".join(c.replace("Delta_E", "$\\Delta_E$") for c in t["columns"]) + " |"
+    lines = [head, "| " + " | ".join(["---"] * (len(t["columns"]) + 1)) + " |"]
+    for s, row in zip(t["seeds"], t["rows"]):
+        lines.append(f"| {s} | " + " | ".join(_fmt(row.get(c)) for c in t["columns"]) + " |")
+    lines.append("| across seeds | " + " | ".join(_fmt(t["summary"][c]) for c in t["columns"]) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["CLAIMS_OF", "SeedRun", "across", "finite", "interval_text", "level_text", "seed_reading", "seed_runs",
+           "seed_table", "seed_table_markdown", "seed_values"]

@@ -547,7 +547,8 @@ def judge_intrinsic(m: dict, seeds=()) -> tuple:
 class Claim:
     """One row of the table: the claim, the chapter measuring it, the paper's number, the rule and its judge.
 
-    ``sweep``: the notebook stem whose published seed sweep the judge reads (default: ``chapter``)."""
+    ``sweep``: the notebook stem whose published seed sweep the judge reads (default: ``chapter``);
+    ``min_seeds``: the training seeds its rule needs (``scripts/seeds.py`` plans the sweeps from it)."""
     id: str
     claim: str                 # one sentence
     chapter: str               # notebook stem, e.g. "01_lowdim_remapping"
@@ -556,6 +557,7 @@ class Claim:
     rule: str                  # the verdict rule, one sentence, as stated under the table
     judge: Callable[..., tuple]
     sweep: Optional[str] = None
+    min_seeds: int = SEEDS_SIDE    # training seeds the rule needs (per side); `make seeds` runs at least these
 
     def paper_text(self) -> str:
         if self.paper is None:
@@ -576,12 +578,12 @@ CLAIMS = [
           f"over {SEEDS_HEADLINE} converged training seeds the student's reading ($\\Delta_E$ beside the undiluted "
           "measure, mirror rules) *remaps* reproduces the claim, *copies* contradicts it, and *measures disagree* "
           "or *unresolved* leave it inconclusive",
-          judge_remapping),
+          judge_remapping, min_seeds=SEEDS_HEADLINE),
     Claim("mnist-copying", "An MNIST student copies the teacher's pairing, $G(z) \\approx \\Phi_K(z)$.",
           "02_mnist_copying", PAPER["mnist_uncond"]["delta_e"], "Fig. 1, 3",
           f"the mirror of rule 1: over {SEEDS_HEADLINE} converged training seeds the reading *copies* reproduces "
           "the claim and *remaps* contradicts it",
-          judge_mnist_copying),
+          judge_mnist_copying, min_seeds=SEEDS_HEADLINE),
     Claim("no-auxiliary-loss", "Neither an adversarial (GAN) nor a regression term is needed for copying.",
           "03_ablations", PAPER["mnist_uncond"]["delta_e"], "Sec. 4.1.1",
           f"rule 2 for the plain DMD student (neither term) over {SEEDS_SIDE} seeds, with the GAN and regression "
