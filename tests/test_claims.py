@@ -293,6 +293,15 @@ def test_every_outcome_of_every_rule(claim, metrics, seeds, verdict, level, text
     assert text in ours + " " + conv, ours
 
 
+def test_each_judge_asks_for_the_seeds_its_claim_declares():
+    """Judged on the chapter alone, a rule's evidence names the training seeds it needs: Claim.min_seeds (which
+    scripts/seeds.py plans the sweeps from)."""
+    for c in cl.CLAIMS:
+        levels = {judge(claim, m, seeds)[3] for claim, m, seeds, *_ in CASES if claim == c.id}
+        needs = {lev for lev in levels if "needed" in lev}
+        assert needs and all(f"{c.min_seeds} needed" in lev for lev in needs), (c.id, needs)
+
+
 def test_every_rule_produces_each_of_its_words():
     """The cases above reach every verdict word for every claim."""
     for c in cl.CLAIMS:

@@ -91,9 +91,6 @@ def test_the_plan_covers_every_claims_seed_need():
                     "05_boundary": 3, "06_where_copying_begins": 3, "07_conditioning": 3}
     for c in cl.CLAIMS:
         assert plan[c.sweep or c.chapter] >= c.min_seeds
-        # the judge asks for as many seeds as the claim declares: with none, its evidence says how many are needed
-        _, _, _, level = cl.claim_row(c, {"preset": "quick"})
-        assert level == "evaluation seeds only"        # a result lacking every key: not run, no count
 
 
 def test_plan_commands_and_estimate(tmp_path):
