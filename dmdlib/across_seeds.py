@@ -2,7 +2,7 @@
 
 A sweep (:func:`dmdlib.sweep.sweep`) runs a notebook once per seed (and grid
 point) and writes ``summary.csv``: one row per run and reported Delta_E
-(:func:`headline_records`, :data:`SUMMARY_COLUMNS`). This module reads the
+(:func:`headline_records`, ``SUMMARY_COLUMNS``). This module reads the
 summaries back (:func:`read_summary`, :func:`read_summaries`), computes the
 spread of a headline number across seeds (:func:`seed_spread`) and says how to
 produce a missing one (:func:`command_for`).

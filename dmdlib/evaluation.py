@@ -241,7 +241,7 @@ def reading(rec: dict, references: dict, measures: Optional[dict], copy_fraction
     Delta_E's regime (:func:`regime`) beside the *undiluted* measure's: mode
     agreement (:func:`agreement_regime`) where the data's modes are known,
     else Delta_E in the data's intrinsic coordinates (:func:`regime` against
-    its own random-pairing level). The reading (one of :data:`READINGS`) is
+    its own random-pairing level). The reading (one of ``READINGS``) is
     'copies' when both say copies, 'remaps' when both say remaps (mirror
     rules: no student can be both), 'measures disagree' when one says copies
     and the other remaps (in high dimension: the student keeps the copied

@@ -13,7 +13,7 @@ Slurm. The folder ``DIR`` holds::
     <run>/        one run ("seed-0", "seed-0_teacher_kimg-64", ...): the executed notebook, its metrics.json,
                   its training runs, and done.json once the notebook has run to the end
     logs/         submitit's job files and logs (<job id>_0_log.out / .err)
-    summary.csv   one row per finished run and reported Delta_E (:data:`SUMMARY_COLUMNS`)
+    summary.csv   one row per finished run and reported Delta_E (``SUMMARY_COLUMNS`` of :mod:`dmdlib.across_seeds`)
     failed.csv    the runs that failed in the last invocation, with their logs
 
 :func:`publish` copies what a results folder keeps of a sweep (``--publish
