@@ -104,9 +104,10 @@ def two_stages(iterations, values, window: int = 3, skip: int = 3, smooth: int =
     second *tests* it, so that picking the maximum of a noisy curve cannot
     make a flat one look as if it rose and fell. The peak is the maximum of
     the locating half smoothed by a moving average of ``smooth`` points,
-    searched between the first ``window`` pairs and the last ``window`` pairs
-    (the *late window*); the *peak window* is the ``window`` testing points
-    centred on it. On the testing half:
+    searched from the third pair to the last pair before the *late window*
+    (the last ``window`` pairs); the *peak window* is the ``window`` testing
+    points centred on it (moved back, if need be, to end before the late
+    window). On the testing half:
 
     * ``rise``: :func:`slope` of the testing points from the first one to the
       peak's (it *rises* when the slope is positive at one-sided level
@@ -118,7 +119,7 @@ def two_stages(iterations, values, window: int = 3, skip: int = 3, smooth: int =
       never stopped rising).
 
     ``shape`` is one of :data:`SHAPES`: 'rises, then falls', 'rises only',
-    'falls only', 'flat', or 'too short' (fewer than ``3 * window`` pairs).
+    'falls only', 'flat', or 'too short' (fewer than ``2 * window + 3`` pairs).
     Requiring both tests at ``alpha`` keeps 'rises, then falls' at level
     ``alpha``. Returns ``{"shape", "rises", "falls", "late_above_peak",
     "rise", "fall", "peak_iteration", "windows" ({"rise", "peak", "late"}:
@@ -140,15 +141,15 @@ def two_stages(iterations, values, window: int = 3, skip: int = 3, smooth: int =
     if v.size % 2:
         it, v = it[1:], v[1:]
     pairs = v.size // 2
-    if pairs < 3 * window:
+    if pairs < 2 * window + 3:
         return out
     loc, test, t_it = v[0::2], v[1::2], it[1::2]
-    w = min(smooth, pairs - 2 * window)
+    w = min(smooth, pairs - window - 2)
     sm = np.convolve(loc, np.ones(w) / w, mode="valid")                 # sm[j] centred on pair j + w // 2
     centres = np.arange(sm.size) + w // 2
-    inside = (centres >= window) & (centres < pairs - window)
+    inside = (centres >= 2) & (centres < pairs - window)               # a rise of >= 3 points, then the late window
     j = int(centres[inside][np.argmax(sm[inside])])
-    start = min(max(j - window // 2, window), pairs - 2 * window)       # the peak window stays inside
+    start = min(max(j - window // 2, 0), pairs - 2 * window)           # the peak window ends before the late one
     up, peak, late = slice(0, j + 1), slice(start, start + window), slice(pairs - window, pairs)
     rise, fall = slope(t_it[up], test[up]), welch(test[peak], test[late])
     rises, falls = rise["p_greater"] < alpha, fall["p_greater"] < alpha

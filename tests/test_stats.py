@@ -59,6 +59,9 @@ def test_two_stages_reads_constructed_curves(kind, shape):
     assert r["shape"] == shape, r
     assert r["late_above_peak"] is (kind == "rise-only")       # a curve that never stops rising
     assert r["windows"]["late"][-1] == IT[-1]                  # the late window ends with the run
+    if kind == "rise-then-fall":                                # the peak window sits on the peak (t = 0.15)
+        assert r["windows"]["peak"][0] <= 0.15 * IT[-1] <= r["windows"]["peak"][1]
+        assert r["windows"]["rise"][1] <= r["windows"]["peak"][1] < r["windows"]["late"][0]
 
 
 def test_the_start_near_zero_is_not_a_rise():
