@@ -74,7 +74,7 @@ def headline_students(metrics: dict) -> list:
 
 
 def reading_cells(student: dict) -> dict:
-    """The :data:`READING_COLUMNS` of a student (empty where it has no reading): the reading, which undiluted
+    """The ``READING_COLUMNS`` of a student (empty where it has no reading): the reading, which undiluted
     measure it used (``agreement`` or ``intrinsic_delta_e``) and that measure's value and interval."""
     rd = student.get("reading") if isinstance(student, dict) else None
     if not isinstance(rd, dict):

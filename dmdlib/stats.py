@@ -118,7 +118,7 @@ def two_stages(iterations, values, window: int = 3, skip: int = 3, smooth: int =
       lies significantly above the peak window (the loss climbs again, or
       never stopped rising).
 
-    ``shape`` is one of :data:`SHAPES`: 'rises, then falls', 'rises only',
+    ``shape`` is one of ``SHAPES``: 'rises, then falls', 'rises only',
     'falls only', 'flat', or 'too short' (fewer than ``2 * window + 3`` pairs).
     Requiring both tests at ``alpha`` keeps 'rises, then falls' at level
     ``alpha``. Returns ``{"shape", "rises", "falls", "late_above_peak",

@@ -617,7 +617,7 @@ CLAIMS = [
           judge_conditional),
     Claim("intrinsic-dimension", "Students remap at a low intrinsic dimension k of the data and copy at a high one "
           "(our extension of the paper's low/high-dimension contrast, Sec. 3.3–3.4, along one data family).",
-          "06_where_copying_begins", None, "Sec. 3.3–3.4 (this sweep is ours)",
+          "06_where_copying_begins", None, "Sec. 3.3–3.4; this sweep is ours",
           f"over {SEEDS_SIDE} training seeds at each end of the sweep, the reading *remaps* at the smallest k and "
           "*copies* at the largest reproduces the claim, and *copies* at the smallest or *remaps* at the largest "
           "contradicts it", judge_intrinsic),
