@@ -15,7 +15,7 @@ KERNEL       ?= dmdlib
 KERNEL_WHERE ?= --sys-prefix
 REGISTER_KERNEL = $(BIN)/python -m ipykernel install $(KERNEL_WHERE) --name $(KERNEL) --display-name "Python ($(KERNEL))"
 
-.PHONY: book test results seeds venv browser clean kernel lab actionlint
+.PHONY: book test results seeds seeds-plan venv browser clean kernel lab actionlint
 
 venv: $(STAMP)
 
@@ -47,14 +47,18 @@ results: $(STAMP)
 	$(BIN)/python scripts/build_book.py --preset $(PRESET) --device $(DEVICE) $(FRESH_FLAG) --execute-missing \
 	    --results-dir results --no-html
 
-# the across-seeds page: notebooks 01 and 02 once per seed through `python -m dmdlib sweep` (runs and checkpoints
-# in _build/sweeps/), summaries and each run's metrics.json published to results/<preset>/seeds/<notebook>/
-SEEDS ?= 0 1 2
+# the seed sweeps the claims table needs (scripts/seeds.py reads the plan from scripts/claims.py: notebooks 01 and
+# 02 for 5 training seeds, 03-07 for 3), each through `python -m dmdlib sweep` (runs and checkpoints in
+# _build/sweeps/<preset>/claims/), side by side with one thread each on a CPU; the summaries and each run's
+# metrics.json are published to results/<preset>/seeds/<notebook>/. The plan and its estimated CPU time are printed
+# first; `make seeds-plan` prints them only. ONLY="01 02" restricts it to some notebooks.
+ONLY ?=
+ONLY_FLAG := $(if $(strip $(ONLY)),--only $(ONLY))
 seeds: $(STAMP)
-	for nb in 01 02; do \
-	  $(BIN)/python -m dmdlib sweep --notebook $$nb --preset $(PRESET) --seeds $(SEEDS) --executor local \
-	    --device $(DEVICE) --out _build/sweeps/$(PRESET)/$$nb --publish results/$(PRESET)/seeds/$$nb || exit 1; \
-	done
+	$(BIN)/python scripts/seeds.py --preset $(PRESET) --device $(DEVICE) $(ONLY_FLAG)
+
+seeds-plan: $(STAMP)
+	$(BIN)/python scripts/seeds.py --preset $(PRESET) --device $(DEVICE) $(ONLY_FLAG) --dry-run
 
 # headless Chromium and chromedriver for tests/test_browser.py (Debian's packages; nothing to do when present)
 browser:

@@ -17,13 +17,26 @@ from pathlib import Path
 from .presets import PRESET_NAMES
 
 RECORD_COLUMNS = ("record", "delta_e", "ci_low", "ci_high", "n", "r", "converged")
-SUMMARY_COLUMNS = ("run", "seed", "<grid parameters>") + RECORD_COLUMNS   # documentation; see summary_columns
+# what the record's reading says (dmdlib.evaluation.reading) and the undiluted measure's value with its interval;
+# empty where the metrics.json has no reading (older runs). Summaries written before these existed stay readable.
+READING_COLUMNS = ("reading", "measure", "undiluted", "undiluted_ci_low", "undiluted_ci_high")
+SUMMARY_COLUMNS = ("run", "seed", "<grid parameters>") + RECORD_COLUMNS + READING_COLUMNS   # see summary_columns
 
 
 # ----------------------------------------------------------------------------- the summary
 
 def headline_records(metrics: dict) -> list:
-    """The students' Delta_E records of a metrics.json, as ``[(label, record)]``.
+    """The students' Delta_E records of a metrics.json, as ``[(label, record)]`` (see :func:`headline_students`)."""
+    return [(label, rec) for label, rec, _ in headline_students(metrics)]
+
+
+def headline_students(metrics: dict) -> list:
+    """The students of a metrics.json, as ``[(label, Delta_E record, student)]``.
+
+    ``student`` is the dict that holds the student's ``reading`` and
+    ``measures``: the record's parent when the record sits under a
+    ``delta_e`` key (notebooks 01-05), else the record itself (the flat
+    records of notebooks 06 and 07).
 
     A student's record is a dict with ``delta_e``, ``ci_low``, ``ci_high``,
     ``n``, ``r`` and ``converged`` (reference levels have no verdict and are
@@ -48,16 +61,34 @@ def headline_records(metrics: dict) -> list:
     labelled = []
     for path, rec in out:
         parts = list(path)
+        student = rec
         if parts and parts[-1] == "delta_e":
             parts = parts[:-1]
+            student = metrics
+            for k in parts:
+                student = student[int(k)] if isinstance(student, list) else student[k]
         if parts and parts[0] in ("datasets", "variants"):
             parts = parts[1:]
-        labelled.append((".".join(parts) or "student", rec))
+        labelled.append((".".join(parts) or "student", rec, student))
     return labelled
 
 
+def reading_cells(student: dict) -> dict:
+    """The ``READING_COLUMNS`` of a student (empty where it has no reading): the reading, which undiluted
+    measure it used (``agreement`` or ``intrinsic_delta_e``) and that measure's value and interval."""
+    rd = student.get("reading") if isinstance(student, dict) else None
+    if not isinstance(rd, dict):
+        return {}
+    cells = {"reading": rd.get("reading"), "measure": rd.get("measure")}
+    m = ((student.get("measures") or {}).get(rd.get("measure") or "") or {}).get("student")
+    if isinstance(m, dict):
+        cells.update(undiluted=m.get("value", m.get("delta_e")), undiluted_ci_low=m.get("ci_low"),
+                     undiluted_ci_high=m.get("ci_high"))
+    return cells
+
+
 def summary_columns(grid_names) -> list:
-    return ["run", "seed", *grid_names, *RECORD_COLUMNS]
+    return ["run", "seed", *grid_names, *RECORD_COLUMNS, *READING_COLUMNS]
 
 
 def _cell(v):
@@ -107,6 +138,10 @@ def read_summary(path) -> list:
         for k in ("n", "r"):
             r[k] = _number(r[k])
         r["converged"] = {"true": True, "false": False}.get(r.get("converged", ""), None)
+        for k in ("reading", "measure"):          # absent from summaries written before they existed
+            r[k] = r.get(k) or None
+        for k in ("undiluted", "undiluted_ci_low", "undiluted_ci_high"):
+            r[k] = _number(r.get(k) or "")
         out.append(r)
     return out
 
@@ -115,14 +150,16 @@ def grid_columns(rows: list) -> list:
     """The grid parameters' columns of summary rows (every column but run, seed and the record's)."""
     if not rows:
         return []
-    return [k for k in rows[0] if k not in ("run", "seed") and k not in RECORD_COLUMNS]
+    return [k for k in rows[0] if k not in ("run", "seed") and k not in RECORD_COLUMNS + READING_COLUMNS]
 
 
 def seed_spread(rows: list, level: float = 0.95) -> dict:
     """Delta_E across seeds, per record (and grid point): each seed's value and interval, mean and sd.
 
-    Returns ``{label: {"seeds", "delta_e", "ci_low", "ci_high", "converged", "n_seeds", "mean", "sd",
-    "within_half_width", "across_half_width"}}``: ``sd`` is the sample
+    Returns ``{label: {"seeds", "delta_e", "ci_low", "ci_high", "converged", "readings", "measure",
+    "undiluted", "n_seeds", "mean", "sd", "within_half_width", "across_half_width"}}``: ``readings`` and
+    ``undiluted`` are each seed's reading and undiluted measure (None where not recorded), ``measure`` the
+    undiluted measure's name (None when the seeds' differ or none is recorded), ``sd`` is the sample
     standard deviation over seeds (None for one seed), ``within_half_width``
     the mean half-width of the runs' own intervals (over evaluation seed sets
     of one trained teacher and student), ``across_half_width`` the half-width
@@ -144,8 +181,11 @@ def seed_spread(rows: list, level: float = 0.95) -> dict:
         mean = sum(vals) / s
         sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (s - 1)) if s > 1 and finite else None
         across = float(stats.t.ppf(0.5 + level / 2, s - 1) * sd / math.sqrt(s)) if sd is not None else None
+        measures = {r.get("measure") for r in rs}
         out[label] = {"seeds": [r["seed"] for r in rs], "delta_e": vals, "ci_low": [r["ci_low"] for r in rs],
                       "ci_high": [r["ci_high"] for r in rs], "converged": [r["converged"] for r in rs],
+                      "readings": [r.get("reading") for r in rs], "undiluted": [r.get("undiluted") for r in rs],
+                      "measure": measures.pop() if len(measures) == 1 else None,
                       "n_seeds": s, "mean": mean if finite else None, "sd": sd,
                       "within_half_width": sum((r["ci_high"] - r["ci_low"]) / 2 for r in rs) / s if finite else None,
                       "across_half_width": across}

@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--partition", default=None, help="Slurm partition (--executor slurm)")
     sw.add_argument("--gpus-per-node", type=int, default=None, metavar="G",
                     help="GPUs per job (default: the GPUs visible here for local, 0 for slurm)")
+    sw.add_argument("--threads-per-run", type=_positive, default=None, metavar="T",
+                    help="intra-op threads of each run (OMP_NUM_THREADS and MKL_NUM_THREADS in its job; default: "
+                         "the environment's). On a 2-core CPU, --max-parallel 2 --threads-per-run 1 runs two seeds "
+                         "side by side with one thread each")
     sw.add_argument("--timeout-min", type=_positive, default=1440, metavar="M",
                     help="time limit of each job in minutes (default 1440)")
     sw.add_argument("--publish", default=None, metavar="DEST",
@@ -367,8 +371,8 @@ def sweep_cmd(args) -> int:
     grid = sw.parse_grid(args.grid, set(pm.inspect_notebook(str(nb))))
     max_parallel = args.max_parallel if args.max_parallel is not None else (1 if args.executor == "local" else None)
     res = sw.sweep(nb, args.preset, args.seeds, args.out, grid=grid, device=args.device, executor=args.executor,
-                   max_parallel=max_parallel, timeout_min=args.timeout_min, partition=args.partition,
-                   gpus_per_node=args.gpus_per_node)
+                   max_parallel=max_parallel, threads=args.threads_per_run, timeout_min=args.timeout_min,
+                   partition=args.partition, gpus_per_node=args.gpus_per_node)
     done = len(res.runs) - len(res.failed)
     print(f"[sweep] {len(res.runs)} runs: {len(res.skipped)} finished earlier, {len(res.outcomes)} launched, "
           f"{len(res.failed)} failed")

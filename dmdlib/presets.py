@@ -167,7 +167,6 @@ class UNetConfig:
         return d
 
 
-
 # EDM's ImageNet-64 ADM network (Karras et al. 2022, NVlabs/edm "adm" architecture for ImageNet-64; the teacher of DMD2
 # and of the paper's conditional ImageNet-64 experiment): 192 base channels, multipliers [1, 2, 3, 4], 3 blocks
 # per resolution, attention at 32/16/8, embedding width 4 x 192 and 1000 class labels; 295,899,267 parameters
@@ -207,10 +206,17 @@ class MnistPreset:
     gan_g_weight: float = 3e-3          # DMD2 generator adversarial loss weight (REFERENCE)
     memorisation_thresholds: tuple = (1 / 3, 0.25, 0.1, 0.05)
     n_show_nn: int = 12                 # samples shown with their nearest training images
+    # the memorisation control (dmdlib.controls): a teacher trained long on a tiny subset must be flagged
+    memorisation_control_subset: int = 32           # its training images (the first n of MNIST)
+    memorisation_control_iterations: int = 3000     # its iterations (the preset's teacher otherwise, no lr ramp-up)
+    memorisation_control_min_fraction: float = 0.5  # it fires when at least this fraction of its samples has r < 1/3
     nn_batch: int = 1024                # query batch of the 70,000-image neighbour search
     # notebook 04 (teacher convergence)
     zoom_iterations: int = 900          # the zoomed DM-loss panel (paper Fig. 4 right)
     turning_window: int = 5             # moving-average window (logged points) for the turning point
+    two_stage_skip: int = 3             # the two-stage test (dmdlib.stats.two_stages): logged points left out at the start,
+    two_stage_window: int = 5           # ... pairs of logged points per window (early, peak, late),
+    two_stage_alpha: float = 0.05       # ... and the level of each one-sided test
     notes: str = ""
 
     def __post_init__(self):
@@ -221,6 +227,12 @@ class MnistPreset:
             raise ValueError("n_regression_pairs, n_show_nn and nn_batch must be >= 1")
         if not all(0 < t <= 1 for t in self.memorisation_thresholds):
             raise ValueError(f"memorisation_thresholds must lie in (0, 1], got {self.memorisation_thresholds}")
+        _positive(self, "memorisation_control_subset", "memorisation_control_iterations", "two_stage_window")
+        if self.memorisation_control_subset < 3 or self.two_stage_window < 2 or self.two_stage_skip < 0:
+            raise ValueError("MnistPreset: memorisation_control_subset must be >= 3 (r needs two neighbours), "
+                             "two_stage_window >= 2 and two_stage_skip >= 0")
+        if not (0 < self.memorisation_control_min_fraction <= 1 and 0 < self.two_stage_alpha < 1):
+            raise ValueError("MnistPreset: memorisation_control_min_fraction must lie in (0, 1], two_stage_alpha in (0, 1)")
 
 
 def _positive(cfg, *names):
@@ -284,6 +296,7 @@ MNIST_PRESETS = {
         teacher_kimg=0.256, n_eval=64, n_sets=4, n_curve=(16, 32, 64, 128), k_ref=4, n_fd=128, n_pca=64, n_grid=8,
         n_heatmap=32, n_boot=10, sample_batch=64,
         data_subset=2048, n_regression_pairs=64, n_show_nn=4, zoom_iterations=6, turning_window=1,
+        memorisation_control_subset=16, memorisation_control_iterations=200, two_stage_skip=0, two_stage_window=2,
         notes="smoke: a tiny UNet and a handful of steps on 2048 images; every code path runs, numbers are meaningless."),
     "quick": MnistPreset(
         name="quick",

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .presets import PRESET_NAMES
-from .across_seeds import RECORD_COLUMNS, headline_records, summary_columns, write_csv
+from .across_seeds import RECORD_COLUMNS, headline_students, reading_cells, summary_columns, write_csv
 from .provenance import notebook_named
 from .runs import write_json
 
@@ -232,18 +232,19 @@ def launch(tasks: list, executor, max_parallel: Optional[int] = None, poll_s: fl
 
 
 def make_executor(kind: str, folder, timeout_min: int = 1440, partition: Optional[str] = None,
-                  gpus_per_node: Optional[int] = None):
+                  gpus_per_node: Optional[int] = None, threads: Optional[int] = None):
     """A submitit executor: ``'local'`` (``submitit.LocalExecutor``: processes on this machine) or ``'slurm'``
     (``submitit.SlurmExecutor``), one task on one node per job.
 
     ``gpus_per_node`` defaults to the GPUs visible here for ``'local'`` (the
     local executor hides the others from its jobs) and to 0 for Slurm;
-    ``partition`` is Slurm's (None: the cluster's default). Without Slurm's
+    ``partition`` is Slurm's (None: the cluster's default); ``threads`` sets
+    each job's OMP_NUM_THREADS and MKL_NUM_THREADS (None: inherited). Without Slurm's
     ``srun`` on the PATH, ``'slurm'`` raises a ValueError saying so.
     """
     import submitit
 
-    params = executor_parameters(kind, timeout_min, partition, gpus_per_node)
+    params = executor_parameters(kind, timeout_min, partition, gpus_per_node, threads)
     if kind == "local":
         ex = submitit.LocalExecutor(folder=str(folder))
     else:
@@ -257,19 +258,26 @@ def make_executor(kind: str, folder, timeout_min: int = 1440, partition: Optiona
 
 
 def executor_parameters(kind: str, timeout_min: int = 1440, partition: Optional[str] = None,
-                        gpus_per_node: Optional[int] = None) -> dict:
-    """The submitit parameters of :func:`make_executor` (LocalExecutor's or SlurmExecutor's names)."""
+                        gpus_per_node: Optional[int] = None, threads: Optional[int] = None) -> dict:
+    """The submitit parameters of :func:`make_executor` (LocalExecutor's or SlurmExecutor's names). ``threads``
+    becomes shell lines run before each job (``setup``: the job, papermill and its kernel inherit them) and, on
+    Slurm, ``cpus_per_task``."""
     if kind not in EXECUTORS:
         raise ValueError(f"unknown executor {kind!r}; allowed: {', '.join(EXECUTORS)}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"--threads-per-run must be an integer >= 1, got {threads!r}")
+    setup = ({"setup": [f"export OMP_NUM_THREADS={threads}", f"export MKL_NUM_THREADS={threads}"]}
+             if threads else {})
     if gpus_per_node is None:
         import torch
 
         gpus_per_node = torch.cuda.device_count() if kind == "local" else 0
     if kind == "local":
         return {"timeout_min": int(timeout_min), "gpus_per_node": int(gpus_per_node), "nodes": 1,
-                "tasks_per_node": 1}
+                "tasks_per_node": 1, **setup}
     return {"time": int(timeout_min), "gpus_per_node": int(gpus_per_node), "nodes": 1, "ntasks_per_node": 1,
-            "job_name": "dmdlib-sweep", **({"partition": partition} if partition else {})}
+            "job_name": "dmdlib-sweep", **({"partition": partition} if partition else {}),
+            **({"cpus_per_task": threads, **setup} if threads else {})}
 
 
 # ----------------------------------------------------------------------------- the whole sweep
@@ -284,9 +292,10 @@ def summary_rows(out, runs: list, parameters: Callable[[Run], dict]) -> list:
         if not is_finished(run_dir, parameters(run)):
             continue
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        for label, rec in headline_records(metrics):
+        for label, rec, student in headline_students(metrics):
             row = {"run": run.name, "seed": run.seed, **dict(run.grid), "record": label}
             row.update({k: rec.get(k) for k in RECORD_COLUMNS if k != "record"})
+            row.update(reading_cells(student))
             rows.append(row)
     return rows
 
@@ -344,12 +353,14 @@ def check_sweep_dir(out, record: dict) -> None:
 
 def sweep(notebook, preset: str, seeds, out, grid: Optional[dict] = None, device: str = "auto", executor="local",
           max_parallel: Optional[int] = 1, poll_s: float = 1.0, echo: Callable = print, fn: Callable = run_notebook,
-          **executor_kwargs) -> SweepResult:
+          threads: Optional[int] = None, **executor_kwargs) -> SweepResult:
     """Run ``notebook`` for every seed and grid point into ``out`` (skipping finished runs) and write the summary.
 
     ``executor`` is ``'local'``, ``'slurm'`` (with ``executor_kwargs`` for
     :func:`make_executor`) or a submitit executor; at most ``max_parallel``
-    runs are under way at a time (None: all). ``fn`` is the job
+    runs are under way at a time (None: all), each with ``threads`` intra-op
+    threads (None: inherited; recorded in ``sweep.json`` when given, since
+    CPU results depend on it). ``fn`` is the job
     (:func:`run_notebook`; the tests replace it). Writes
     ``out/summary.csv`` (every finished run of the grid) and
     ``out/failed.csv`` (the runs that failed now).
@@ -359,7 +370,8 @@ def sweep(notebook, preset: str, seeds, out, grid: Optional[dict] = None, device
     nb = find_notebook(str(notebook))
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    check_sweep_dir(out, {"notebook": nb.name, "preset": preset, "device": device})
+    check_sweep_dir(out, {"notebook": nb.name, "preset": preset, "device": device,
+                          **({"threads": threads} if threads else {})})
     runs = plan(seeds, grid)
     params = lambda run: run.parameters(preset, device, out / run.name)  # noqa: E731
     skipped = [r for r in runs if is_finished(out / r.name, params(r))]
@@ -368,7 +380,8 @@ def sweep(notebook, preset: str, seeds, out, grid: Optional[dict] = None, device
         echo(f"[sweep] {r.name}: finished earlier, skipped")
     outcomes = []
     if todo:
-        ex = make_executor(executor, out / "logs", **executor_kwargs) if isinstance(executor, str) else executor
+        ex = (make_executor(executor, out / "logs", threads=threads, **executor_kwargs) if isinstance(executor, str)
+              else executor)
         tasks = [(r, (str(nb), str(out / r.name), params(r), str(ROOT))) for r in todo]
         outcomes = launch(tasks, ex, max_parallel=max_parallel, poll_s=poll_s, fn=fn, echo=echo)
     names = list(grid or {})

@@ -2,6 +2,7 @@
 in a fraction of a second, run by submitit's local executor (this module is importable from its job processes
 through PYTHONPATH). They import nothing heavy."""
 import json
+import os
 from pathlib import Path
 
 
@@ -16,7 +17,11 @@ def metrics(seed, scale=1.0):
     """notebook 01's structure: datasets.<name>.delta_e (students) beside reference levels (no verdict)."""
     ref = {k: v for k, v in record(0.1).items() if k not in ("converged", "gates")}
     return {"preset": "smoke", "seed": seed,
-            "datasets": {"chessboard": {"delta_e": record(scale * (8 + seed)), "references": {"start": ref}},
+            "datasets": {"chessboard": {"delta_e": record(scale * (8 + seed)), "references": {"start": ref},
+                                        "reading": {"reading": "remaps", "delta_e": "remaps", "undiluted": "remaps",
+                                                    "measure": "agreement"},
+                                        "measures": {"agreement": {"student": {"value": 0.1, "ci_low": 0.05,
+                                                                               "ci_high": 0.15}}}},
                          "moons": {"delta_e": record(scale * (2 + seed), converged=False), "references": {}}}}
 
 
@@ -28,5 +33,6 @@ def fake_notebook(notebook, run_dir, parameters, cwd):
     if seed == 1 and not (run_dir / "fixed").exists():
         raise ValueError(f"seed {seed} fails on purpose")
     (run_dir / "metrics.json").write_text(json.dumps(metrics(seed, parameters.get("scale", 1.0))))
-    (run_dir / "done.json").write_text(json.dumps({"notebook": notebook, "parameters": parameters}))
+    (run_dir / "done.json").write_text(json.dumps({"notebook": notebook, "parameters": parameters,
+                                                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}))
     return {"ok": seed}

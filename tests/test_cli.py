@@ -209,11 +209,13 @@ def test_mnist_distill_and_evaluate(tmp_path, capsys):
 def test_sweep_errors_name_the_option(tmp_path, capsys):
     base = ("sweep", "--preset", "smoke", "--seeds", "0", "--device", "cpu", "--out", tmp_path / "s")
     code, _, err = run(capsys, *base, "--notebook", "99")
-    assert code == 1 and "--notebook '99' matches no notebook" in err and "allowed: 01, 02, 03, 04, 05" in err
+    assert code == 1 and "--notebook '99' matches no notebook" in err and "01, 02, 03, 04, 05" in err
     code, _, err = run(capsys, *base, "--notebook", "01", "-p", "lr", "0.1")
     assert code == 1 and "-p lr: not a parameter of the notebook; allowed: (none)" in err
     code, _, err = run(capsys, *base, "--notebook", "02", "-p", "output_dir", "x")
     assert code == 1 and "-p output_dir: set by the sweep itself; use --out" in err
+    code, _, err = run(capsys, *base, "--notebook", "01", "--threads-per-run", "0")
+    assert code == 2 and "argument --threads-per-run: must be an integer >= 1, got '0'" in err
     if not any((Path(d) / "srun").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
         code, _, err = run(capsys, *base, "--notebook", "01", "--executor", "slurm")
         assert code == 1 and "--executor slurm: Could not detect \"srun\"" in err

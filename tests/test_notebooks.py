@@ -136,10 +136,16 @@ def test_smoke_chapter_contents(smoke_book):
     m3 = json.loads((out / "03_ablations" / "metrics.json").read_text())
     assert set(m3["variants"]) == {"baseline", "gan", "regression"}
     assert set(m3["memorisation"]["fractions"]) == {"0.3333", "0.25", "0.1", "0.05"}
+    ctrl = m3["memorisation_control"]                 # the positive control, tested like the teacher
+    assert ctrl["subset"] == 16 and ctrl["fired"] == (ctrl["fraction"] >= ctrl["min_fraction"])
     m4 = json.loads((out / "04_teacher_convergence" / "metrics.json").read_text())
     assert [s["teacher_kimg"] for s in m4["students"]] == [0.128, 0.256]
+    assert all(s["two_stages"]["shape"] == "too short" for s in m4["students"])   # 2 logged points at smoke
     m5 = json.loads((out / "05_boundary" / "metrics.json").read_text())
-    assert {"pearson_average", "spearman_average", "pearson_nearest", "spearman_nearest"} <= set(m5["correlations"])
+    assert {"pearson_average", "spearman_average", "pearson_nearest", "spearman_nearest",
+            "partial_spearman_average"} <= set(m5["correlations"])
+    p = m5["correlations"]["partial_spearman_average"]
+    assert p["ci_low"] <= p["r"] <= p["ci_high"] and p["raw"] == pytest.approx(m5["correlations"]["spearman_average"]["r"])
 
 
 def test_second_build_reloads_every_run(smoke_book):

@@ -46,7 +46,7 @@ def test_grid_values_and_errors():
     with pytest.raises(ValueError, match="given twice"):
         sw.parse_grid([["teacher_kimg", "16"], ["teacher_kimg", "128"]], allowed)
     assert sw.find_notebook("01").name == "01_lowdim_remapping.ipynb"
-    with pytest.raises(ValueError, match=r"--notebook '99' matches no notebook .* allowed: 01, 02, 03, 04, 05"):
+    with pytest.raises(ValueError, match=r"--notebook '99' matches no notebook .* allowed: (00, )?01, 02, 03, 04, 05"):
         sw.find_notebook("99")
 
 
@@ -66,6 +66,11 @@ def test_headline_records_are_the_students():
     m["students"] = [{"teacher_kimg": 4, "delta_e": sweep_jobs.record(0.2)}]
     labels = [label for label, _ in acs.headline_records(m)]
     assert labels == ["chessboard", "moons", "gan", "students.0"]
+    (label, rec, student), = acs.headline_students({"datasets": {"x": {"delta_e": sweep_jobs.record(1.0),
+                                                                        "reading": {"reading": "copies"}}}})
+    assert label == "x" and rec["delta_e"] == 1.0 and student["reading"]["reading"] == "copies"
+    flat = {"records": [{"dataset": "mnist", **sweep_jobs.record(0.1), "reading": {"reading": "remaps"}}]}
+    assert acs.headline_students(flat)[0][2]["reading"]["reading"] == "remaps"   # flat records: the record itself
     assert [label for label, _ in acs.headline_records({"delta_e": sweep_jobs.record(0.04)})] == ["student"]
 
 
@@ -86,14 +91,24 @@ def test_summary_of_synthetic_runs_and_skip_logic(tmp_path):
     acs.write_csv(tmp_path / "summary.csv", rows, acs.summary_columns(["scale"]))
     with open(tmp_path / "summary.csv", newline="") as f:
         raw = list(csv.reader(f))
-    assert raw[0] == ["run", "seed", "scale", "record", "delta_e", "ci_low", "ci_high", "n", "r", "converged"]
-    assert raw[1] == ["seed-0_scale-1", "0", "1", "chessboard", "8.0", "7.5", "8.5", "100", "3", "true"]
-    assert raw[4] == ["seed-0_scale-10", "0", "10", "moons", "20", "19.5", "20.5", "100", "3", "false"]
+    assert raw[0] == ["run", "seed", "scale", "record", "delta_e", "ci_low", "ci_high", "n", "r", "converged",
+                      "reading", "measure", "undiluted", "undiluted_ci_low", "undiluted_ci_high"]
+    assert raw[1] == ["seed-0_scale-1", "0", "1", "chessboard", "8.0", "7.5", "8.5", "100", "3", "true",
+                      "remaps", "agreement", "0.1", "0.05", "0.15"]
+    assert raw[4] == ["seed-0_scale-10", "0", "10", "moons", "20", "19.5", "20.5", "100", "3", "false"] + [""] * 5
     assert len(raw) == 1 + 4 * 2                            # 4 finished runs x 2 students; references left out
     back = acs.read_summary(tmp_path / "summary.csv")
     assert back[2] == {"run": "seed-0_scale-10", "seed": 0, "scale": "10", "record": "chessboard", "delta_e": 80.0,
-                       "ci_low": 79.5, "ci_high": 80.5, "n": 100, "r": 3, "converged": True}
+                       "ci_low": 79.5, "ci_high": 80.5, "n": 100, "r": 3, "converged": True, "reading": "remaps",
+                       "measure": "agreement", "undiluted": 0.1, "undiluted_ci_low": 0.05, "undiluted_ci_high": 0.15}
+    assert back[3]["reading"] is None and back[3]["undiluted"] is None
     assert acs.grid_columns(back) == ["scale"]
+    # a summary written before the reading columns existed stays readable
+    (tmp_path / "old.csv").write_text("run,seed,record,delta_e,ci_low,ci_high,n,r,converged\n"
+                                      "seed-0,0,student,0.001,0.0,0.002,1000,10,true\n")
+    (old,) = acs.read_summary(tmp_path / "old.csv")
+    assert old["reading"] is None and old["undiluted"] is None and old["converged"] is True
+    assert acs.seed_spread([old])["student"]["readings"] == [None]
 
 
 def test_seed_spread(tmp_path):
@@ -143,12 +158,33 @@ def test_failed_runs_are_listed_and_a_rerun_skips_finished_ones(tmp_path, monkey
         sw.sweep("01", "quick", [0], tmp_path, **kw)
 
 
+def test_threads_per_run_reach_the_jobs(tmp_path, monkeypatch):
+    """--threads-per-run: each job of the local executor runs with OMP_NUM_THREADS set; sweep.json records it."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT)]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    kw = dict(device="cpu", executor="local", max_parallel=2, poll_s=0.1, fn=sweep_jobs.fake_notebook,
+              echo=lambda *_: None, timeout_min=5, gpus_per_node=0)
+    res = sw.sweep("01", "smoke", [0, 2], tmp_path, threads=1, **kw)
+    assert res.failed == []
+    for s in (0, 2):
+        assert json.loads((tmp_path / f"seed-{s}" / "done.json").read_text())["omp_num_threads"] == "1"
+    assert json.loads((tmp_path / "sweep.json").read_text())["threads"] == 1
+    with pytest.raises(ValueError, match="holds a sweep with other settings .*threads"):
+        sw.sweep("01", "smoke", [0], tmp_path, **kw)          # another thread count computes other numbers
+
+
 def test_slurm_parameters(tmp_path, monkeypatch):
     assert sw.executor_parameters("slurm", 30, "gpu", 2) == {"time": 30, "gpus_per_node": 2, "nodes": 1,
                                                              "ntasks_per_node": 1, "job_name": "dmdlib-sweep",
                                                              "partition": "gpu"}
     assert sw.executor_parameters("local", 30, None, 0) == {"timeout_min": 30, "gpus_per_node": 0, "nodes": 1,
                                                             "tasks_per_node": 1}
+    one = ["export OMP_NUM_THREADS=1", "export MKL_NUM_THREADS=1"]
+    assert sw.executor_parameters("local", 30, None, 0, threads=1)["setup"] == one
+    slurm = sw.executor_parameters("slurm", 30, None, 0, threads=1)
+    assert slurm["cpus_per_task"] == 1 and slurm["setup"] == one
+    with pytest.raises(ValueError, match="--threads-per-run must be an integer >= 1"):
+        sw.executor_parameters("local", threads=0)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(ValueError, match='--executor slurm: Could not detect "srun"'):
         sw.make_executor("slurm", tmp_path / "logs")
