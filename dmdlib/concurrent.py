@@ -42,7 +42,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import accel, distributed
 from .dmd import (DMDResult, OneStepGenerator, check_label_setup, distill, dm_gradient, dm_loss, fake_score_loss,
                   run_config, teacher_sigma_data)
-from .presets import DMDConfig
+from .configs import DMDConfig
 from .runs import (atomic_torch_save, check_stop_after, config_tag, load_checkpoint, make_generator,
                    prepare_run_dir, resolve_device)
 from .schedule import band_indices, karras_table

@@ -66,7 +66,7 @@ from torch import nn
 
 from . import accel, distributed
 from .labels import check_label_dim, check_labels, model_label_dim
-from .presets import DMDConfig
+from .configs import DMDConfig
 from .precond import denoising_weight
 from .runs import (atomic_torch_save, check_data_id, check_stop_after, code_version, device_record, make_generator,
                    prepare_run_dir, resolve_device, resume_state, tensors_sha256)

@@ -45,7 +45,7 @@ for the interval over R independent seed sets of N seeds):
     with the data: 0.0005 is 1% of the copying line below). It fails a steady
     drift, and does not fail fluctuations around a level.
 
-The thresholds live in :class:`dmdlib.presets.ConvergenceGates`, one set per
+The thresholds live in :class:`dmdlib.configs.ConvergenceGates`, one set per
 chapter. A student that fails any gate is reported and tabulated as "not
 converged", with the failing gate named, never dropped.
 """
@@ -125,7 +125,7 @@ def plateau(evals: list, window: int, key: str = "delta_e") -> dict:
 def verdict(gates, fit: dict, travel_value: float, plateau_value: dict, random_level: float) -> dict:
     """The convergence verdict: ``{"converged", "failed", "fit_excess", "travel", "plateau_change", ...}``.
 
-    ``gates`` is a :class:`dmdlib.presets.ConvergenceGates`; ``fit`` comes
+    ``gates`` is a :class:`dmdlib.configs.ConvergenceGates`; ``fit`` comes
     from :func:`fit_numbers`, ``travel_value`` from :func:`travel`,
     ``plateau_value`` from :func:`plateau`; ``random_level`` is the record's
     random-pairing Delta_E (:func:`reference_levels`), which scales the

@@ -39,7 +39,7 @@ def imagenet64_section(teacher_path="", student_path="", n_eval: int = 1000, n_s
 
     With no ``teacher_path``: ``{"status": "not supplied", "instructions": ...}`` (what to supply and how).
     Otherwise both networks are loaded strictly (:func:`dmdlib.nets.adm.load_imagenet64`; ``config`` replaces
-    ``dmdlib.presets.IMAGENET64_UNET``, for tests), the evaluation seeds are R sets of N with uniform one-hot
+    ``dmdlib.configs.IMAGENET64_UNET``, for tests), the evaluation seeds are R sets of N with uniform one-hot
     classes, and the result holds the start level Delta_E(Phi_K, Phi_1) and, with a student (used as
     G(z, c) = D(sigma_max z, sigma_max, c), DMD2's generator), its Delta_E interval with the start and
     random-pairing references; ``samples`` holds the first ``n_show`` images of each map. A supplied student

@@ -33,7 +33,7 @@ from torch import nn
 from . import accel, distributed
 from .labels import model_label_dim, split_batch
 from .precond import edm_loss, edm_noise
-from .presets import TeacherConfig
+from .configs import TeacherConfig
 from .runs import (atomic_torch_save, check_data_id, check_finite, check_stop_after, code_version, device_record,
                    load_checkpoint, make_generator, prepare_run_dir, resolve_device, resume_state)
 

@@ -589,8 +589,9 @@ def test_warmup_counts_iterations_not_generator_updates(monkeypatch, concurrent)
     assert gen == [(0, 0.0), (5, pytest.approx(5e-4)), (10, pytest.approx(1e-3))]
     assert [it for it, _ in fake] == list(range(12))
     assert fake[3][1] == pytest.approx(2e-3 * 3 / 10) and fake[11][1] == pytest.approx(2e-3)
-    assert dmd.warmup_lr(1.0, 250, 500) == 0.5 and dmd.warmup_lr(1.0, 900, 500) == 1.0
-    assert dmd.warmup_lr(1.0, 0, 0) == 1.0
+    from dmdlib.step import warmup_lr
+    assert warmup_lr(1.0, 250, 500) == 0.5 and warmup_lr(1.0, 900, 500) == 1.0
+    assert warmup_lr(1.0, 0, 0) == 1.0
 
 
 def test_reference_mode_turns_tf32_off_and_restores_it():

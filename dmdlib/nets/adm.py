@@ -443,9 +443,9 @@ def load_edm_state_dict(path, model: nn.Module, map_location="cpu", assign: bool
 def load_imagenet64(path, device="cpu", config=None) -> nn.Module:
     """The conditional ImageNet-64 teacher ``EDMPrecond(ADMUNet(**IMAGENET64_UNET.kwargs()))``, weights from ``path``.
 
-    ``config`` (a :class:`~dmdlib.presets.UNetConfig`) replaces IMAGENET64_UNET (tests use a tiny one).
+    ``config`` (a :class:`~dmdlib.configs.UNetConfig`) replaces IMAGENET64_UNET (tests use a tiny one).
 
-    The network is EDM's ImageNet-64 ADM (``dmdlib.presets.IMAGENET64_UNET``:
+    The network is EDM's ImageNet-64 ADM (``dmdlib.configs.IMAGENET64_UNET``:
     192 channels, 1000 classes, 295,899,267 parameters, sigma_data 0.5), in
     evaluation mode on ``device``; call it as ``D(x, sigma, labels)`` with
     x [batch, 3, 64, 64] in [-1, 1] and one-hot labels [batch, 1000]. The
@@ -474,7 +474,7 @@ def load_imagenet64(path, device="cpu", config=None) -> nn.Module:
     module docstring. Only unpickle files from a source you trust.
     """
     from ..precond import EDMPrecond
-    from ..presets import IMAGENET64_UNET
+    from ..configs import IMAGENET64_UNET
 
     cfg = IMAGENET64_UNET if config is None else config
     with torch.device("meta"):   # no 1.2 GB of initial draws: the file provides every tensor
