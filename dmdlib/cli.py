@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="intra-op threads of each run (OMP_NUM_THREADS and MKL_NUM_THREADS in its job; default: "
                          "the environment's). On a 2-core CPU, --max-parallel 2 --threads-per-run 1 runs two seeds "
                          "side by side with one thread each")
+    sw.add_argument("--runs-per-seed", default=None, metavar="DIR",
+                    help="for notebooks with a runs_dir parameter (02-05): runs_dir = DIR/seed-<seed>, so that the "
+                         "sweeps of several notebooks share each seed's teachers and students (as the book build "
+                         "does) while seeds run side by side never write the same folder")
     sw.add_argument("--timeout-min", type=_positive, default=1440, metavar="M",
                     help="time limit of each job in minutes (default 1440)")
     sw.add_argument("--publish", default=None, metavar="DEST",
@@ -372,7 +376,7 @@ def sweep_cmd(args) -> int:
     max_parallel = args.max_parallel if args.max_parallel is not None else (1 if args.executor == "local" else None)
     res = sw.sweep(nb, args.preset, args.seeds, args.out, grid=grid, device=args.device, executor=args.executor,
                    max_parallel=max_parallel, threads=args.threads_per_run, timeout_min=args.timeout_min,
-                   partition=args.partition, gpus_per_node=args.gpus_per_node)
+                   partition=args.partition, gpus_per_node=args.gpus_per_node, runs_per_seed=args.runs_per_seed)
     done = len(res.runs) - len(res.failed)
     print(f"[sweep] {len(res.runs)} runs: {len(res.skipped)} finished earlier, {len(res.outcomes)} launched, "
           f"{len(res.failed)} failed")

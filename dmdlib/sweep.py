@@ -113,9 +113,12 @@ class Run:
         """The run's folder name, e.g. ``seed-0`` or ``seed-0_teacher_kimg-64``."""
         return "_".join([f"seed-{self.seed}"] + [f"{k}-{_slug(v)}" for k, v in self.grid])
 
-    def parameters(self, preset: str, device: str, run_dir) -> dict:
-        """The notebook's parameters for this run."""
-        return {"preset": preset, "device": device, "seed": self.seed, "output_dir": str(run_dir), **dict(self.grid)}
+    def parameters(self, preset: str, device: str, run_dir, runs_per_seed=None) -> dict:
+        """The notebook's parameters for this run; with ``runs_per_seed`` (a folder) also ``runs_dir =
+        runs_per_seed/seed-<seed>``, where the runs of one seed are shared with other notebooks' sweeps."""
+        shared = {} if runs_per_seed is None else {"runs_dir": str(Path(runs_per_seed) / f"seed-{self.seed}")}
+        return {"preset": preset, "device": device, "seed": self.seed, "output_dir": str(run_dir), **shared,
+                **dict(self.grid)}
 
 
 def plan(seeds, grid: Optional[dict] = None) -> list:
@@ -353,14 +356,18 @@ def check_sweep_dir(out, record: dict) -> None:
 
 def sweep(notebook, preset: str, seeds, out, grid: Optional[dict] = None, device: str = "auto", executor="local",
           max_parallel: Optional[int] = 1, poll_s: float = 1.0, echo: Callable = print, fn: Callable = run_notebook,
-          threads: Optional[int] = None, **executor_kwargs) -> SweepResult:
+          threads: Optional[int] = None, runs_per_seed=None, **executor_kwargs) -> SweepResult:
     """Run ``notebook`` for every seed and grid point into ``out`` (skipping finished runs) and write the summary.
 
     ``executor`` is ``'local'``, ``'slurm'`` (with ``executor_kwargs`` for
     :func:`make_executor`) or a submitit executor; at most ``max_parallel``
     runs are under way at a time (None: all), each with ``threads`` intra-op
     threads (None: inherited; recorded in ``sweep.json`` when given, since
-    CPU results depend on it). ``fn`` is the job
+    CPU results depend on it). ``runs_per_seed`` (a folder; for notebooks
+    with a ``runs_dir`` parameter, the MNIST chapters 02-05) gives each run
+    ``runs_dir = runs_per_seed/seed-<seed>``: the sweeps of several notebooks
+    then share each seed's teachers and students, as the book build does,
+    while seeds run side by side never write the same folder. ``fn`` is the job
     (:func:`run_notebook`; the tests replace it). Writes
     ``out/summary.csv`` (every finished run of the grid) and
     ``out/failed.csv`` (the runs that failed now).
@@ -373,7 +380,14 @@ def sweep(notebook, preset: str, seeds, out, grid: Optional[dict] = None, device
     check_sweep_dir(out, {"notebook": nb.name, "preset": preset, "device": device,
                           **({"threads": threads} if threads else {})})
     runs = plan(seeds, grid)
-    params = lambda run: run.parameters(preset, device, out / run.name)  # noqa: E731
+    if runs_per_seed is not None:
+        import papermill as pm
+
+        if "runs_dir" not in pm.inspect_notebook(str(nb)):
+            raise ValueError(f"--runs-per-seed: {nb.name} has no runs_dir parameter; it applies to the notebooks "
+                             "that take one (02-05)")
+        runs_per_seed = Path(runs_per_seed).resolve()
+    params = lambda run: run.parameters(preset, device, out / run.name, runs_per_seed)  # noqa: E731
     skipped = [r for r in runs if is_finished(out / r.name, params(r))]
     todo = [r for r in runs if r not in skipped]
     for r in skipped:

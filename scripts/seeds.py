@@ -11,10 +11,13 @@ On a CPU the runs go side by side, one per core with one thread each (``--max-pa
 sooner than one after the other with two threads (bench/bench_parallel_teachers.py, 2 cores); on a GPU one run
 at a time.
 
+The MNIST chapters 02-05 share each seed's runs folder (``--runs-per-seed _build/sweeps/<preset>/claims/mnist-runs``:
+``runs_dir = .../seed-<s>``), as in the book build: a seed's teachers and its plain student are trained once (by
+02, which runs first) and reloaded by 03-05, and two seeds run side by side never write the same folder.
+
 The estimate: per run, the median wall time of the notebook's published seed runs (``done.json``) where there
-are any, else the chapter's own ``wall_time_s`` (``results/<preset>/<chapter>/metrics.json``); chapters 03-05
-reuse chapter 02's teachers and student in the book build, so their estimate adds chapter 02's per-run time (a
-sweep retrains them). CPU time is wall time times the cores in use.
+are any, else the chapter's own ``wall_time_s`` (``results/<preset>/<chapter>/metrics.json``, a book build in
+which 03-05 reuse 02's runs, as the sweeps do). CPU time is wall time times the cores in use.
 
     python scripts/seeds.py --preset quick            # print the plan and run it
     python scripts/seeds.py --preset quick --dry-run  # print the plan only
@@ -34,7 +37,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 SPEEDUP = (1.56, 1.85)       # side by side, one thread each, against one after the other with two (2 cores)
-REUSES_02 = ("03_ablations", "04_teacher_convergence", "05_boundary")
+MNIST_CHAPTERS = ("02_mnist_copying", "03_ablations", "04_teacher_convergence", "05_boundary")   # share runs_dir
 
 
 def plan(claims=None) -> dict:
@@ -75,10 +78,6 @@ def run_estimate(results: Path, preset: str, stem: str) -> tuple:
     wall = (_json(results / preset / stem / "metrics.json") or {}).get("wall_time_s")
     if not isinstance(wall, (int, float)):
         return None, "no recorded wall time"
-    if stem in REUSES_02:
-        base, _ = run_estimate(results, preset, "02_mnist_copying")
-        if base is not None:
-            return wall + base, "its chapter's wall time + chapter 02's per run (teachers and student retrained)"
     return wall, "its chapter's wall time"
 
 
@@ -91,6 +90,8 @@ def commands(preset: str, device: str, parallel: int, threads, the_plan: dict) -
                *map(str, range(n)), "--executor", "local", "--device", device, "--max-parallel", str(parallel)]
         if threads:
             cmd += ["--threads-per-run", str(threads)]
+        if stem in MNIST_CHAPTERS:
+            cmd += ["--runs-per-seed", f"_build/sweeps/{preset}/claims/mnist-runs"]
         cmd += ["--out", f"_build/sweeps/{preset}/claims/{key}", "--publish", f"results/{preset}/seeds/{key}"]
         out.append(cmd)
     return out

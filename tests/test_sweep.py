@@ -279,3 +279,21 @@ def test_across_seeds_page_reads_published_sweeps_of_two_notebooks(tmp_path):
     assert s["mean"] == 9.0 and s["converged"] == [True, True, False] and m["command"] == "make seeds PRESET=smoke"
     with pytest.raises(ValueError, match="no summary.csv"):
         sw.publish(tmp_path / "empty", tmp_path / "x")
+
+
+def test_runs_per_seed_share_a_seeds_runs_across_notebooks(tmp_path, monkeypatch):
+    """--runs-per-seed DIR: each run of a notebook with a runs_dir parameter gets runs_dir = DIR/seed-<seed> (the
+    sweeps of 02-05 share each seed's teachers and students; seeds side by side never share a folder); a notebook
+    without that parameter is refused."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT)]))
+    kw = dict(device="cpu", executor="local", max_parallel=2, poll_s=0.1, fn=sweep_jobs.fake_notebook,
+              echo=lambda *_: None, timeout_min=5, gpus_per_node=0)
+    res = sw.sweep("02", "smoke", [0, 2], tmp_path / "s", runs_per_seed=tmp_path / "runs", **kw)
+    assert res.failed == []
+    for s in (0, 2):
+        params = json.loads((tmp_path / "s" / f"seed-{s}" / "done.json").read_text())["parameters"]
+        assert params["runs_dir"] == str((tmp_path / "runs" / f"seed-{s}").resolve())
+    assert sw.Run(3).parameters("smoke", "cpu", "/o", "/r") == {"preset": "smoke", "device": "cpu", "seed": 3,
+                                                                 "output_dir": "/o", "runs_dir": "/r/seed-3"}
+    with pytest.raises(ValueError, match="runs_dir parameter"):
+        sw.sweep("01", "smoke", [0], tmp_path / "t", runs_per_seed=tmp_path / "runs", **kw)
