@@ -137,10 +137,12 @@ def distill_concurrent(teachers: Sequence[nn.Module], z_shape: tuple, cfg: DMDCo
     if not todo:
         return results
 
-    reals = [copy.deepcopy(teachers[i]).to(dev).eval().requires_grad_(False) for i in todo]
+    # vmap needs contiguous weights: a teacher prepared with channels_last is copied back to the default layout
+    plain = lambda m: copy.deepcopy(m).to(dev, memory_format=torch.contiguous_format)  # noqa: E731
+    reals = [plain(teachers[i]).eval().requires_grad_(False) for i in todo]
     starts = [teachers[i] if inits[i] is None else inits[i] for i in todo]
-    gens = [OneStepGenerator(copy.deepcopy(m).requires_grad_(True)).to(dev).train() for m in starts]
-    fakes = [copy.deepcopy(m).requires_grad_(True).to(dev).train() for m in starts]
+    gens = [OneStepGenerator(plain(m).requires_grad_(True)).to(dev).train() for m in starts]
+    fakes = [plain(m).requires_grad_(True).train() for m in starts]
     rp, rb = stack_module_state(reals)
     gp, gb = stack_module_state(gens)
     fp, fb = stack_module_state(fakes)

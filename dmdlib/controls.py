@@ -55,7 +55,8 @@ def memorisation_control(p, runs_dir, seed: int = 0, device="cpu", n_samples: Op
     "fraction" (at r < 1/3), "fired" (fraction >= min_fraction),
     "min_fraction", "r_min", "r_median", "n_samples", "n_train", "seconds",
     "report"}``; ``report`` holds the arrays (r, neighbour distances and
-    indices) for figures and is not meant for metrics.json.
+    indices) for figures and is not meant for metrics.json. The control's runs
+    are kept in ``runs_dir/controls``, apart from the chapters' own teachers.
     """
     from . import analysis, pairing, specs
     from .runs import resolve_device
@@ -67,10 +68,11 @@ def memorisation_control(p, runs_dir, seed: int = 0, device="cpu", n_samples: Op
         raise ValueError(f"n_samples must be >= 2, got {n_samples!r}")
     t0 = time.perf_counter()
     spec = specs.mnist_spec(q, conditional=False, device=dev)
+    runs_dir = Path(runs_dir) / "controls"
     teacher = pairing.train_spec_teacher(spec, q, runs_dir, seed, dev, progress_bar=progress_bar)
     net = pairing.teacher_net(spec, q, teacher, device=dev)
     z = pairing.stream_noise(n, tuple(spec.shape), seed, "memorisation-control")
-    x = pairing.cached_phi_k(net, z, q.k, Path(runs_dir) / "samples", q.sample_batch, dev)
+    x = pairing.cached_phi_k(net, z, q.k, runs_dir / "samples", q.sample_batch, dev)
     train = specs.mnist_training_data(q, dev)
     rep = analysis.memorisation_report(q, x, train, device=dev)
     r = rep["r"]

@@ -298,7 +298,8 @@ def measures_table(results: dict) -> str:
 
 def reading_text(metrics: dict) -> str:
     """One sentence for the prose: what Delta_E and the undiluted measure of a record (``metrics`` with
-    ``reading`` and ``measures``) say, with the measure's interval and levels, and the reading."""
+    ``reading`` and ``measures``) say, with the measure's interval and levels, and the reading. Plain
+    text (ΔE, no TeX or Markdown markup), so that it reads the same glued as text, printed or displayed."""
     rd, ms = metrics.get("reading") or {}, metrics.get("measures") or {}
     if not rd:
         return "no pairing measure was recorded"
@@ -310,12 +311,12 @@ def reading_text(metrics: dict) -> str:
     elif rd.get("measure") == "intrinsic_delta_e":
         i = ms["intrinsic_delta_e"]
         second = f", a second teacher {_level(i['second'], 'delta_e')}" if "second" in i else ""
-        what = (f"$\\Delta_E$ in {ms.get('intrinsic') or 'intrinsic coordinates'} {_level(i['student'], 'delta_e')} "
+        what = (f"\u0394E in {ms.get('intrinsic') or 'intrinsic coordinates'} {_level(i['student'], 'delta_e')} "
                 f"against a random pairing {_level(i['random'], 'delta_e')}{second}")
     else:
-        return f"$\\Delta_E$ alone says {rd['delta_e']}: no measure that dimension does not dilute is known here"
-    return (f"$\\Delta_E$ says {rd['delta_e']}; {what} says {rd['undiluted']}; read together: "
-            f"**{rd['reading']}**")
+        return f"\u0394E alone says {rd['delta_e']}: no measure that dimension does not dilute is known here"
+    return (f"\u0394E says {rd['delta_e']}; {what} says {rd['undiluted']}; read together: "
+            f"{rd['reading']}")
 
 
 def verdict_text(rec: dict) -> str:

@@ -98,7 +98,7 @@ def test_plan_commands_and_estimate(tmp_path):
     (cmd,) = seeds.commands("quick", "cpu", 2, 1, {"02_mnist_copying": 5})
     assert cmd[1:] == ["-m", "dmdlib", "sweep", "--notebook", "02", "--preset", "quick", "--seeds", "0", "1", "2", "3",
                        "4", "--executor", "local", "--device", "cpu", "--max-parallel", "2", "--threads-per-run", "1",
-                       "--out", "_build/sweeps/quick/claims/02", "--publish", "results/quick/seeds/02"]
+                       "--runs-per-seed", "_build/sweeps/quick/claims/mnist-runs", "--out", "_build/sweeps/quick/claims/02", "--publish", "results/quick/seeds/02"]
     res = tmp_path / "results"
     for stem, wall in (("02_mnist_copying", 500.0), ("05_boundary", 25.0)):
         (res / "quick" / stem).mkdir(parents=True)
@@ -109,7 +109,7 @@ def test_plan_commands_and_estimate(tmp_path):
     (run / "done.json").write_text(json.dumps({"wall_time_s": 600.0}))
     assert seeds.run_estimate(res, "quick", "02_mnist_copying") == (600.0, "median of its published seed runs")
     sec, where = seeds.run_estimate(res, "quick", "05_boundary")
-    assert sec == 625.0 and "chapter 02's per run" in where
+    assert sec == 25.0 and where == "its chapter's wall time"   # 05 reloads 02's runs, in a sweep as in the book
     assert seeds.run_estimate(res, "quick", "06_where_copying_begins")[0] is None
     text = seeds.report("quick", "cpu", 2, 1, {"02_mnist_copying": 5, "05_boundary": 3}, res)
     assert "8 runs of 2 notebooks" in text and "side by side (2 runs, one thread each)" in text
