@@ -163,3 +163,83 @@ def test_exact_presets():
                       ({"separation": -1.0}, "separation")):
         with pytest.raises(ValueError, match=match):
             replace(P, **kw)
+
+
+def test_linear_dmd_runs_dmd2_updates_with_exact_scores():
+    r = exact.linear_dmd(STD.tolist(), 40, 64, 1e-3, "adamw", "phi_1", warmup=5, seed=3, record_every=10)
+    assert r["step"] == [0, 10, 20, 30, 40] and len(r["rotation"]) == 5 and r["A"].shape == (4, 4)
+    assert r["rotation"][0] == 0.0 and r["scale"][-1] > r["scale"][0]           # starts at Phi_1, grows
+    again = exact.linear_dmd(STD.tolist(), 40, 64, 1e-3, "adamw", "phi_1", warmup=5, seed=3, record_every=10)
+    assert torch.equal(r["A"], again["A"])                                       # seeded
+    kept = exact.linear_dmd(STD.tolist(), 50, 256, 1.0, "sgd", "flow", seed=0)
+    assert kept["rotation"][-1] < 0.01 and float((kept["A"] - exact.flow_matrix(STD)).abs().max()) < 0.02
+    for kw, match in (({"optimizer": "adam"}, "optimizer"), ({"start": "zero"}, "start"), ({"steps": -1}, "steps"),
+                      ({"batch": 0}, "batch"), ({"lr": 0.0}, "lr")):
+        args = {"std": STD.tolist(), "steps": 1, "batch": 8, "lr": 1e-3} | kw
+        with pytest.raises(ValueError, match=match):
+            exact.linear_dmd(**args)
+
+
+# ----------------------------------------------------------------------------- the sweeps' records and rules
+
+from dmdlib import exact_plots, exact_sweeps  # noqa: E402
+
+
+def test_spread_of_a_mixtures_own_samples_is_its_std():
+    mix = exact.sphere_mixture(8, 4, 16, 2.0, 0.2, 1.2)
+    x = mix.sample(4000, torch.Generator().manual_seed(0))
+    assert exact_sweeps.spread(x, mix) == pytest.approx(0.2, rel=0.03)
+    collapsed = mix.means[mix.component(x)].float() + 0.1 * (x - mix.means[mix.component(x)].float())
+    rec = exact_sweeps.spread_record({"data": x, "ref": x, "phi_8": x, "g": collapsed}, mix)
+    assert rec["ratio"] == pytest.approx(0.1, rel=0.05) and rec["ok"] is False
+    assert exact_sweeps.spread_record({"data": x, "ref": x, "phi_8": x, "g": x}, mix)["ok"] is True
+
+
+def _iv(v, h=0.01):
+    return {"value": v, "ci_low": v - h, "ci_high": v + h}
+
+
+def test_copying_index_runs_from_chance_to_the_second_network():
+    a = {"chance": _iv(0.1), "second": _iv(0.9), "student": _iv(0.5)}
+    ix = exact_sweeps.copying_index(a)
+    assert ix["value"] == pytest.approx(0.5) and ix["ceiling"] == 0.9
+    assert exact_sweeps.copying_index({**a, "student": _iv(0.9)})["value"] == pytest.approx(1.0)
+    assert exact_sweeps.copying_index({**a, "second": _iv(0.1)})["ceiling"] == 1.0    # second not above chance
+    assert exact_sweeps.copying_index({"chance": _iv(1.0), "student": _iv(1.0)}) is None
+
+
+def test_verdict_rules_need_results():
+    def pt(d, word, conv=True, ok=True):
+        return {"ambient_dim": d, "tau": 0.0, "converged": conv, "spread": {"ok": ok}, "reading": {"reading": word}}
+
+    v = exact_sweeps.dimension_verdict([pt(2, "remaps"), pt(64, "copies"), pt(256, "remaps", ok=False)], "ambient_dim")
+    assert v["verdict"] == "reproduced" and (v["low"], v["high"], v["results"], v["points"]) == (2, 64, 2, 3)
+    assert exact_sweeps.dimension_verdict([pt(2, "copies", conv=False), pt(4, "copies")], "ambient_dim")["verdict"] \
+        == "not run at this scale"
+    assert exact_sweeps.resolution_verdict([pt(4, "remaps")])["verdict"] == "not run at this scale"
+
+
+def test_run_point_records_a_point_and_reloads_it(tmp_path):
+    p = get_preset("exact", "smoke").point
+    spec = exact.ring_spec(4, 0.2, components=8)
+    run, rec = exact_sweeps.run_point(spec, p, tmp_path, 0, "cpu", progress_bar=False, ambient_dim=4, tau=0.2)
+    assert (rec["ambient_dim"], rec["tau"]) == (4, 0.2) and rec["result"] == exact_sweeps.is_result(rec)
+    assert {"agreement", "intrinsic_delta_e", "relative_error"} <= set(rec["measures"])
+    assert set(rec["flow_level"]) == {"delta_e", "agreement", "relative_error"} and "ok" in rec["spread"]
+    assert rec["regressed_start"]["relative"] >= 0 and rec["reading"]["reading"] in dmdlib.evaluation.READINGS
+    table = exact_sweeps.points_table([rec], lambda q: f"d = {q['ambient_dim']}")
+    assert table.count("\n") == 2 and "| d = 4 |" in table
+    _, again = exact_sweeps.run_point(spec, p, tmp_path, 0, "cpu", progress_bar=False, ambient_dim=4, tau=0.2)
+    assert again["delta_e"] == rec["delta_e"] and again["flow_level"] == rec["flow_level"]
+    g = exact.gaussian_spec([1.0, 0.3])
+    _, grec = exact_sweeps.run_point(g, p, tmp_path, 0, "cpu", progress_bar=False, components=1)
+    assert "spread" not in grec and "agreement" not in grec["flow_level"]
+    # the chapter's figures draw from such records
+    import matplotlib
+    matplotlib.use("Agg")
+    pts = [rec, {**rec, "ambient_dim": 8, "tau": 0.0, "converged": False, "result": False}]
+    exact_plots.plot_measures_sweep(pts, lambda q: str(q["ambient_dim"]), "d")
+    exact_plots.plot_measures_sweep([grec], lambda q: "M = 1", "one Gaussian")
+    exact_plots.plot_phase_diagram(pts, [4, 8], [0.0, 0.2])
+    traj = exact.linear_dmd_flow(exact.phi_1_matrix(STD), S, exact.dmd_sigmas(), 1.0, 5)
+    exact_plots.plot_linear_flow(traj, STD.tolist(), {"x": exact.linear_dmd(STD.tolist(), 5, 8, 1e-3)})
