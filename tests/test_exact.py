@@ -243,3 +243,42 @@ def test_run_point_records_a_point_and_reloads_it(tmp_path):
     exact_plots.plot_phase_diagram(pts, [4, 8], [0.0, 0.2])
     traj = exact.linear_dmd_flow(exact.phi_1_matrix(STD), S, exact.dmd_sigmas(), 1.0, 5)
     exact_plots.plot_linear_flow(traj, STD.tolist(), {"x": exact.linear_dmd(STD.tolist(), 5, 8, 1e-3)})
+
+
+# ----------------------------------------------------------------------------- the chapter at smoke
+
+@pytest.mark.slow
+def test_chapter_09_runs_at_smoke_and_records_every_point(tmp_path):
+    """notebooks/09_exact_teacher at smoke: every sweep's points in metrics.json with the measures, the verdicts
+    of the two mechanism claims in the claims' words, the linear-Gaussian runs, and a rerun that trains nothing."""
+    import json
+    from pathlib import Path
+
+    import papermill as pm
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "o"
+    params = {"preset": "smoke", "device": "cpu", "seed": 0, "output_dir": str(out)}
+    pm.execute_notebook(str(root / "notebooks" / "09_exact_teacher.ipynb"), str(tmp_path / "a.ipynb"), cwd=str(root),
+                        kernel_name="python3", progress_bar=False, parameters=params)
+    m = json.loads((out / "metrics.json").read_text())
+    P = get_preset("exact", "smoke")
+    assert [q["structure_dim"] for q in m["structure"]] == list(P.structure_ks)
+    assert [q["ambient_dim"] for q in m["ambient"]] == list(P.ambient_dims)
+    assert sorted((q["ambient_dim"], q["tau"]) for q in m["resolution"]) == sorted(
+        (d, float(t)) for d in P.phase_dims for t in P.taus)
+    for q in m["structure"] + m["ambient"] + m["resolution"] + [m["gaussian"]]:
+        assert {"delta_e", "ci_low", "ci_high", "converged", "gates", "references", "measures", "reading",
+                "flow_level", "regressed_start", "result"} <= set(q)
+        assert "relative_error" in q["measures"] and q["reading"]["reading"] in dmdlib.evaluation.READINGS
+    words = {"reproduced", "contradicted", "inconclusive", "not run at this scale"}
+    assert {m["verdicts"][k]["verdict"] for k in ("structure_dim", "ambient_dim", "resolution")} <= words
+    assert m["linear"]["closed_form"]["max_rotation"] == 0.0 and len(m["linear"]) == 5
+    assert set(m["wall_time_per_sweep_s"]) == {"structure", "ambient", "resolution", "linear", "gaussian"}
+    pm.execute_notebook(str(root / "notebooks" / "09_exact_teacher.ipynb"), str(tmp_path / "b.ipynb"), cwd=str(root),
+                        kernel_name="python3", progress_bar=False, parameters=params)
+    text = "\n".join("".join(o.get("text", "")) for c in json.loads((tmp_path / "b.ipynb").read_text())["cells"]
+                     if c["cell_type"] == "code" for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    assert "trained now" not in text and "loaded from the run folder" in text
+    again = json.loads((out / "metrics.json").read_text())
+    assert [q["delta_e"] for q in again["ambient"]] == [q["delta_e"] for q in m["ambient"]]
