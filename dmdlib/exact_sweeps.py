@@ -140,18 +140,31 @@ def point_index(p: dict) -> Optional[dict]:
 
 # ----------------------------------------------------------------------------- what a sweep says
 
+def _trend(high: Optional[dict], low: Optional[dict], more_is_copying: bool = True) -> Optional[str]:
+    """'rises' (more copying at ``high``), 'falls' or 'flat' from two intervals ({value, ci_low, ci_high}) of a
+    measure that grows with copying (``more_is_copying``) or shrinks with it; None if either is missing."""
+    if high is None or low is None:
+        return None
+    up, down = high["ci_low"] > low["ci_high"], high["ci_high"] < low["ci_low"]
+    if not more_is_copying:
+        up, down = down, up
+    return "rises" if up else "falls" if down else "flat"
+
+
 def dimension_verdict(points: list, key: str) -> dict:
     """The paper's claim "copying grows with dimension" (low-dimensional students remap, high-dimensional
     ones copy) read on one sweep of ``key``: among the points that are results (:func:`is_result`), the
-    smallest and the largest value of ``key``, and their readings (:func:`dmdlib.evaluation.reading`).
+    smallest and the largest value of ``key``, their readings (:func:`dmdlib.evaluation.reading`) and the
+    trend of the copying index (:func:`point_index`) from the smallest to the largest.
 
     * reproduced: the largest copies and the smallest does not;
-    * contradicted: the largest remaps (no copying at the highest dimension), or the smallest copies
-      (copying without dimension);
-    * inconclusive: otherwise (a reading unresolved, or the measures disagree);
+    * contradicted: the smallest copies (copying without dimension), or the copying index falls (the
+      largest's interval wholly below the smallest's: less copying with more dimension);
+    * inconclusive: otherwise (e.g. no result copies while the index rises or stays flat: copying, if it
+      comes, lies beyond the dimensions with results);
     * not run at this scale: fewer than two results.
 
-    Returns ``{"verdict", "low", "high", "results", "points"}`` (``low``/``high``: the key values).
+    Returns ``{"verdict", "low", "high", "low_reading", "high_reading", "index_trend", "results", "points"}``.
     """
     res = sorted((p for p in points if is_result(p)), key=lambda p: p[key])
     out = {"results": len(res), "points": len(points), "low": None, "high": None}
@@ -159,25 +172,34 @@ def dimension_verdict(points: list, key: str) -> dict:
         return {**out, "verdict": NOT_RUN}
     lo, hi = res[0], res[-1]
     words = lo["reading"]["reading"], hi["reading"]["reading"]
+    trend = _trend(point_index(hi), point_index(lo))
     if words[1] == "copies" and words[0] != "copies":
         verdict = REPRODUCED
-    elif words[1] == "remaps" or words[0] == "copies":
+    elif words[0] == "copies" or trend == "falls":
         verdict = CONTRADICTED
     else:
         verdict = INCONCLUSIVE
     return {**out, "verdict": verdict, "low": lo[key], "high": hi[key], "low_reading": words[0],
-            "high_reading": words[1]}
+            "high_reading": words[1], "index_trend": trend}
+
+
+def _relative_error(p: dict) -> Optional[dict]:
+    return ((p.get("measures") or {}).get("relative_error") or {}).get("student")
 
 
 def resolution_verdict(points: list, dim_key: str = "ambient_dim") -> dict:
     """The paper's claim "better-converged teachers are copied more" read on the teacher-resolution points:
-    at each dimension, the copying index (:func:`point_index`) of the converged teacher (tau = 0) against the
-    most blurred one (the largest tau), both results.
+    at each dimension, the student of the converged teacher (tau = 0) against that of the most blurred one
+    (the largest tau), both results, by two measures that compare across tau: the copying index
+    (:func:`point_index`, mode agreement between chance and the second network) and the relative pairing
+    error (scale-free, 0 for a copy).
 
-    Per dimension: 'rises' when the tau = 0 interval lies wholly above the blurred one's, 'falls' when wholly
-    below, else 'flat'. Verdict: reproduced when it rises at every dimension that has both results;
-    contradicted when it falls at one at least and rises at none; inconclusive otherwise; not run at this
-    scale when no dimension has both results. Returns ``{"verdict", "by_dim": {dim: {...}}}``.
+    Per dimension and measure: 'rises' when the tau = 0 student's interval lies wholly on the copying side
+    of the blurred one's (a higher index, a lower error), 'falls' when wholly on the other side, else 'flat'.
+    The dimension 'rises' (or 'falls') when both measures do. Verdict: reproduced when every dimension with
+    both results rises; contradicted when one at least falls and none rises; inconclusive otherwise (the
+    measures disagree, or a trend is flat); not run at this scale when no dimension has both results.
+    Returns ``{"verdict", "by_dim": {dim: {...}}}``.
     """
     by_dim = {}
     for dim in sorted({p[dim_key] for p in points}):
@@ -189,10 +211,13 @@ def resolution_verdict(points: list, dim_key: str = "ambient_dim") -> dict:
         blur = next(p for p in row if p["tau"] == taus[-1])
         a, b = point_index(sharp), point_index(blur)
         entry = {"tau_blurred": taus[-1], "index_sharp": a, "index_blurred": b,
-                 "results": is_result(sharp) and is_result(blur) and a is not None and b is not None}
+                 "error_sharp": _relative_error(sharp), "error_blurred": _relative_error(blur),
+                 "results": is_result(sharp) and is_result(blur)}
         if entry["results"]:
-            entry["trend"] = ("rises" if a["ci_low"] > b["ci_high"] else "falls" if a["ci_high"] < b["ci_low"]
-                              else "flat")
+            entry["index_trend"] = _trend(a, b)
+            entry["error_trend"] = _trend(entry["error_sharp"], entry["error_blurred"], more_is_copying=False)
+            trends = {t for t in (entry["index_trend"], entry["error_trend"]) if t is not None}
+            entry["trend"] = trends.pop() if len(trends) == 1 else "disagree" if {"rises", "falls"} <= trends else "flat"
         by_dim[dim] = entry
     trends = [e["trend"] for e in by_dim.values() if e["results"]]
     if not trends:

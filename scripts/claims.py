@@ -451,23 +451,25 @@ def judge_exact_resolution(m: dict) -> tuple:
         _num(m, "resolution", i, "ambient_dim")
         _num(m, "resolution", i, "tau")
     v = exact_sweeps.resolution_verdict(pts)
+    iv = lambda d: "—" if d is None else f"{d['value']:.2f} [{d['ci_low']:.2f}, {d['ci_high']:.2f}]"  # noqa: E731
     parts = []
     for d, e in v["by_dim"].items():
         if not e["results"]:
             parts.append(f"d = {d:g}: no result at τ = 0 or τ = {e['tau_blurred']:g}")
             continue
-        a, b = e["index_sharp"], e["index_blurred"]
-        parts.append(f"d = {d:g}: index {a['value']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] at τ = 0, "
-                     f"{b['value']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}] at τ = {e['tau_blurred']:g}")
+        parts.append(f"d = {d:g}, τ = 0 against τ = {e['tau_blurred']:g}: index {iv(e['index_sharp'])} against "
+                     f"{iv(e['index_blurred'])}, relative error {iv(e['error_sharp'])} against "
+                     f"{iv(e['error_blurred'])} ({e['trend']})")
     first = pts[0]
     ours = f"{'; '.join(parts) or 'no dimension with τ = 0'} ({_get(m, 'preset')}, N = {first['n']:g}, R = {first['r']:g})"
     return ours, _exact_conv(pts, lambda p: f"d = {p['ambient_dim']:g}, τ = {p['tau']:g}"), _EXACT_WORDS[v["verdict"]]
 
 
-_EXACT_DIMENSION_RULE = ("among the points that are results (converged, within-mode spread within a factor 2), the "
-                         "largest dimension copies and the smallest does not: reproduced; the largest remaps or the "
-                         "smallest copies: contradicted; otherwise inconclusive; fewer than two results: not run at "
-                         "this scale")
+_EXACT_DIMENSION_RULE = ("among the points that are results (converged, within-mode spread within a factor 2): the "
+                         "largest dimension copies and the smallest does not: reproduced; the smallest copies, or the "
+                         "copying index (mode agreement from chance, 0, to the second network's, 1) of the largest "
+                         "lies wholly below the smallest's: contradicted; otherwise inconclusive; fewer than two "
+                         "results: not run at this scale")
 CLAIMS += [
     Claim("exact-structure", "Copying grows with the dimension of the data's structure (an exact teacher: M modes on a "
           "sphere in k dimensions).", EXACT_CHAPTER, None, "Sec. 3.3, 3.4, 4.2: copying follows dimension",
@@ -477,10 +479,11 @@ CLAIMS += [
           "ambient dimension d: " + _EXACT_DIMENSION_RULE, judge_exact_ambient),
     Claim("exact-resolution", "Students of better-converged teachers copy more (an exact teacher blurred by τ).",
           EXACT_CHAPTER, None, "Sec. 4.2.2, Fig. 9, 10: longer-trained teachers are copied more",
-          "at every dimension with both results, the copying index (mode agreement from chance, 0, to the second "
-          "network's, 1) of the converged teacher's student lies wholly above the most blurred teacher's: "
-          "reproduced; wholly below at one dimension at least and above at none: contradicted; otherwise "
-          "inconclusive; no dimension with both results: not run at this scale", judge_exact_resolution),
+          "at every dimension where the converged (τ = 0) and the most blurred teacher's students are both "
+          "results, the converged one's copying index lies wholly above and its relative pairing error wholly "
+          "below the blurred one's: reproduced; both the other way at one dimension at least and the claimed "
+          "way at none: contradicted; otherwise (the two measures disagree, or one is flat) inconclusive; no "
+          "dimension with both results: not run at this scale", judge_exact_resolution),
 ]
 
 # ----------------------------------------------------------------------------- the table
