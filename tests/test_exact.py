@@ -282,3 +282,11 @@ def test_chapter_09_runs_at_smoke_and_records_every_point(tmp_path):
     assert "trained now" not in text and "loaded from the run folder" in text
     again = json.loads((out / "metrics.json").read_text())
     assert [q["delta_e"] for q in again["ambient"]] == [q["delta_e"] for q in m["ambient"]]
+
+
+def test_heun_with_eight_steps_overshoots_a_gaussians_spread():
+    """Why the chapter adds a flow level: Phi_8 of N(0, diag(s^2)) spreads wider than the data, Phi_64 does not."""
+    g = exact.ExactGaussian(None, STD)
+    z = torch.randn(20_000, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    assert bool((dmdlib.phi_k(g, z, 8).std(0) / STD > 1.2).all())
+    torch.testing.assert_close(dmdlib.phi_k(g, z, 64).std(0) / STD, torch.ones(4, dtype=torch.float64), rtol=0.02, atol=0)
