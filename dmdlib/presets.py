@@ -584,7 +584,7 @@ EXACT_PRESETS = {
         notes="smoke: two points per sweep with the toy smoke settings (a 2 x 64 MLP, 150 regression and 100 DMD "
               "iterations, 3 sets of 64 seeds); numbers are meaningless."),
     "quick": ExactPreset(
-        name="quick", point=_EXACT_QUICK_POINT,
+        name="quick", point=_EXACT_QUICK_POINT, phase_dims=(4, 16, 64),
         notes=("quick: every point's student is a 4 x 256 MLP (the toys' is 5 x 384: half the cost per point), "
                "regressed onto the exact teacher for 1500 iterations at batch 256 (Adam lr 1e-3, EMA half-life 20 "
                "kimg) with ln sigma ~ N(0, 2.5^2) instead of EDM's N(-1.2, 1.2^2), so that the network is trained at "
@@ -592,7 +592,7 @@ EXACT_PRESETS = {
                "preset: 4000 iterations (800 generator updates) at batch 128 (paper: 512), AdamW lr 2.5e-4 for both "
                "networks (paper: 2e-6), 500-iteration warm-up; K = 8, N = 1000, R = 10, the teacher's distribution "
                "and the flow level from Phi_64. Fewer points than at paper: k = 2, 4, 8, 16, 32 in d = 32; d = 2, 4, "
-               "16, 64, 256; tau = 0, 0.1, 0.2, 0.4, 0.8 at d = 4 and 64 only (paper: five dimensions). The linear "
+               "16, 64, 256; tau = 0, 0.1, 0.2, 0.4, 0.8 at d = 4, 16 and 64 only (paper: five dimensions). The linear "
                "student runs 3000 updates (AdamW lr 1e-3, SGD lr 1).")),
     "paper": ExactPreset(
         name="paper", point=TOY_PRESETS["paper"], structure_ks=(2, 4, 8, 16, 32), ambient_dims=(2, 4, 8, 16, 32, 64, 128, 256),
