@@ -25,8 +25,8 @@ def _errorbar(ax, x, recs, key, color, marker, label, hollow=None, **kw):
 def plot_measures_sweep(points: Sequence[dict], label: Callable, xlabel: str, title: Optional[str] = None, axes=None):
     """Three panels against the points of a sweep (one x position per point, labelled ``label(p)``): mode agreement
     (where the data has modes) with chance, the second network's and the flow level; Delta_E with its random,
-    second-network and flow levels (symlog); the relative pairing error with its random and second-network
-    levels. Hollow markers: points that are no result (:func:`dmdlib.exact_sweeps.is_result`)."""
+    second-network and flow levels (symlog); the relative pairing error with its random, second-network and
+    flow levels. Hollow markers: points that are no result (:func:`dmdlib.exact_sweeps.is_result`)."""
     plt = _plt()
     if axes is None:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -67,6 +67,9 @@ def plot_measures_sweep(points: Sequence[dict], label: Callable, xlabel: str, ti
     _errorbar(ax, x, [r["random"] for r in rel], "value", "tab:red", "v", "random pairing")
     if all("second" in r for r in rel):
         _errorbar(ax, x, [r["second"] for r in rel], "value", "tab:green", "^", "second network")
+    flows = [p.get("flow_level", {}).get("relative_error") for p in points]
+    if all(f is not None for f in flows):
+        _errorbar(ax, x, flows, "value", "tab:purple", "s", r"flow level ($\Phi_{64}$)")
     ax.set_ylabel("relative pairing error (95% CI)")
     for ax in axes:
         ax.set_xticks(x, [label(p) for p in points])
@@ -117,9 +120,11 @@ def plot_phase_diagram(points: Sequence[dict], dims: Sequence[int], taus: Sequen
         im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", origin="lower", **kw)
         for (i, j), p in cells.items():
             ok = is_result(p)
-            v = grid[i, j]
+            v, shown = value(p), grid[i, j]
+            rgb = im.cmap(im.norm(shown))[:3] if np.isfinite(shown) else (0.85, 0.85, 0.85)
+            dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 0.5   # white text on dark cells
             ax.text(j, i, f"{v:.2g}\n{short.get(p['reading']['reading'], '?')}" + ("" if ok else " n.r."),
-                    ha="center", va="center", fontsize=8, color="w" if ok else "k",
+                    ha="center", va="center", fontsize=8, color="w" if ok and dark else "k",
                     bbox=None if ok else {"facecolor": "white", "alpha": 0.7, "lw": 0})
         ax.set_xticks(range(len(taus)), [f"{t:g}" for t in taus])
         ax.set_yticks(range(len(dims)), [str(d) for d in dims])

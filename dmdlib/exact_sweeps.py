@@ -7,11 +7,11 @@ path does not measure:
 
 * the **flow level** (:func:`flow_level`): the measures of Phi_{k_ref}, the
   teacher's probability-flow map solved with k_ref steps, against Phi_K on
-  the same seeds. A student that reproduced the exact flow map would score
-  this; the second network's level is lower, since its Phi_K shares Phi_K's
-  discretisation error (Heun with K = 8 overshoots a Gaussian's std by about
-  30%, tests/test_exact.py), which a one-step student that matches the
-  teacher's distribution cannot share;
+  the same seeds: what a student that reproduced the teacher's exact map
+  would score. The second network's level shares Phi_K's discretisation
+  error (Heun with K = 8 overshoots a Gaussian's std by about 30%,
+  tests/test_exact.py) but not its denoiser; Phi_{k_ref} shares the denoiser
+  but not the discretisation; a one-step student shares neither;
 * the **within-mode spread** (:func:`spread_record`): sqrt(mean ||x -
   mu_c(x)||^2 / d), c(x) the nearest component, for the data, the
   teacher's distribution T = Phi_{k_ref}, Phi_K and the student. The fit
