@@ -199,7 +199,8 @@ def resolution_verdict(points: list, dim_key: str = "ambient_dim") -> dict:
     The dimension 'rises' (or 'falls') when both measures do. Verdict: reproduced when every dimension with
     both results rises; contradicted when one at least falls and none rises; inconclusive otherwise (the
     measures disagree, or a trend is flat); not run at this scale when no dimension has both results.
-    Returns ``{"verdict", "by_dim": {dim: {...}}}``.
+    Returns ``{"verdict", "by_dim": {dim: {...}}}``; every dimension's entry carries its trends, read on
+    results or not (``results`` says which; only results enter the verdict).
     """
     by_dim = {}
     for dim in sorted({p[dim_key] for p in points}):
@@ -213,11 +214,10 @@ def resolution_verdict(points: list, dim_key: str = "ambient_dim") -> dict:
         entry = {"tau_blurred": taus[-1], "index_sharp": a, "index_blurred": b,
                  "error_sharp": _relative_error(sharp), "error_blurred": _relative_error(blur),
                  "results": is_result(sharp) and is_result(blur)}
-        if entry["results"]:
-            entry["index_trend"] = _trend(a, b)
-            entry["error_trend"] = _trend(entry["error_sharp"], entry["error_blurred"], more_is_copying=False)
-            trends = {t for t in (entry["index_trend"], entry["error_trend"]) if t is not None}
-            entry["trend"] = trends.pop() if len(trends) == 1 else "disagree" if {"rises", "falls"} <= trends else "flat"
+        entry["index_trend"] = _trend(a, b)
+        entry["error_trend"] = _trend(entry["error_sharp"], entry["error_blurred"], more_is_copying=False)
+        trends = {t for t in (entry["index_trend"], entry["error_trend"]) if t is not None}
+        entry["trend"] = trends.pop() if len(trends) == 1 else "disagree" if {"rises", "falls"} <= trends else "flat"
         by_dim[dim] = entry
     trends = [e["trend"] for e in by_dim.values() if e["results"]]
     if not trends:
