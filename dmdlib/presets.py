@@ -377,11 +377,110 @@ CALIBRATION_PRESETS = {
 }
 
 
+@dataclass(frozen=True)
+class ExactPreset:
+    """Notebook 09: an exact teacher (:mod:`dmdlib.exact`): copying against structure dimension, ambient dimension
+    and teacher resolution, and the one-Gaussian limit.
+
+    ``point`` (a :class:`ToyPreset`) trains and evaluates every point: its MLP
+    is the network regressed onto the exact denoiser (its ``teacher``
+    configuration drives the regression), from which the student starts;
+    ``dmd``, ``k``, ``k_ref``, ``n_eval``, ``n_sets`` and ``gates`` as in the
+    toy chapter (its ``dim``, ``datasets`` and ``sigma_data`` are not used:
+    each point's data set and sigma_data come from its exact teacher).
+    """
+    name: str
+    point: ToyPreset
+    # structure dimension: M modes at random on a sphere in R^k (closest two at least `separation` apart) in R^structure_dim
+    components: int = 8
+    radius: float = 2.0
+    std: float = 0.2                     # component std in every coordinate
+    separation: float = 1.2              # 6 std: a sample lies nearer another mode's mean with probability <= 0.13%
+    structure_ks: tuple = (2, 4, 8, 16, 32)
+    structure_dim: int = 32
+    sphere_seed: int = 0                 # the first seed of the search for separated means (dmdlib.exact.separated_seed)
+    embedding_seed: int = 0
+    # ambient dimension: the paper's 4-D mixture (32 components on a circle of radius 2, std 0.2) in R^d
+    ambient_dims: tuple = (2, 4, 16, 64, 256)
+    ring_components: int = 32
+    ring_radius: float = 2.0
+    ring_std: float = 0.2
+    # teacher resolution: the ring's teacher blurred to component std sqrt(std^2 + tau^2), at each of phase_dims
+    taus: tuple = (0.0, 0.1, 0.2, 0.4, 0.8)
+    phase_dims: tuple = (4, 64)          # the phase diagram's dimensions; the first and last give the tau sweep
+    # one Gaussian (M = 1): N(0, diag(gaussian_std^2))
+    gaussian_std: tuple = (1.0, 0.6, 0.35, 0.2)
+    flow_lr: float = 1.0                 # the closed-form linear flow from Phi_1 (dmdlib.exact.linear_dmd_flow)
+    flow_steps: int = 200
+    linear_updates: int = 3000           # the stochastic linear student with exact scores (dmdlib.exact.linear_dmd)
+    linear_batch: int = 128              # DMD's batch (the quick DMD's)
+    linear_big_batch: int = 2048         # the large-batch SGD run
+    adam_lr: float = 1e-3                # AdamW (DMD2's optimiser) for the linear student
+    sgd_lr: float = 1.0                  # plain gradient descent for the linear student
+    reference_teacher: bool = True       # a second regressed network per point (the reproducibility level)
+    notes: str = ""
+
+    def __post_init__(self):
+        _positive(self, "components", "structure_dim", "ring_components", "flow_steps", "linear_updates",
+                  "linear_batch", "linear_big_batch")
+        for n, low in (("structure_ks", 1), ("ambient_dims", 2), ("phase_dims", 2)):
+            v = getattr(self, n)
+            if not v or any(isinstance(d, bool) or not isinstance(d, int) or d < low for d in v):
+                raise ValueError(f"ExactPreset.{n} must be a non-empty tuple of integers >= {low}, got {v!r}")
+        if max(self.structure_ks) > self.structure_dim:
+            raise ValueError(f"ExactPreset.structure_ks must be <= structure_dim ({self.structure_dim}), "
+                             f"got {self.structure_ks!r}")
+        if not self.taus or any(isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0 for t in self.taus):
+            raise ValueError(f"ExactPreset.taus must be a non-empty tuple of numbers >= 0, got {self.taus!r}")
+        if 0 not in self.taus:
+            raise ValueError(f"ExactPreset.taus must include 0 (the converged teacher), got {self.taus!r}")
+        if not (len(self.gaussian_std) >= 1 and all(isinstance(s, (int, float)) and s > 0 for s in self.gaussian_std)):
+            raise ValueError(f"ExactPreset.gaussian_std must be a non-empty tuple of numbers > 0, got {self.gaussian_std!r}")
+        for n in ("radius", "std", "ring_radius", "ring_std", "flow_lr", "adam_lr", "sgd_lr"):
+            if not getattr(self, n) > 0:
+                raise ValueError(f"ExactPreset.{n} must be > 0, got {getattr(self, n)!r}")
+        if not self.separation >= 0:
+            raise ValueError(f"ExactPreset.separation must be >= 0, got {self.separation!r}")
+
+
+_EXACT_QUICK_POINT = ToyPreset(
+    name="quick", width=256, depth=4,
+    teacher=TeacherConfig(iterations=1500, batch_size=256, lr=1e-3, lr_rampup_kimg=0.0, ema_halflife_kimg=20.0,
+                          p_mean=0.0, p_std=2.5, checkpoint_every=500, log_every=50),
+    dmd=DMDConfig(iterations=4000, batch_size=128, lr=2.5e-4, lr_fake=2.5e-4, warmup_steps=500,
+                  checkpoint_every=1000, log_every=50, eval_every=200))
+
+EXACT_PRESETS = {
+    "smoke": ExactPreset(
+        name="smoke", point=replace(TOY_PRESETS["smoke"], n_eval=64, n_sets=3, k_ref=8), components=4,
+        structure_ks=(2, 4), structure_dim=4, ambient_dims=(2, 8), ring_components=8, taus=(0.0, 0.4),
+        phase_dims=(2, 8), gaussian_std=(1.0, 0.3), flow_steps=20, linear_updates=40, linear_big_batch=256,
+        notes="smoke: two points per sweep with the toy smoke settings (a 2 x 64 MLP, 150 regression and 100 DMD "
+              "iterations, 3 sets of 64 seeds); numbers are meaningless."),
+    "quick": ExactPreset(
+        name="quick", point=_EXACT_QUICK_POINT, phase_dims=(4, 16, 64),
+        notes=("quick: every point's student is a 4 x 256 MLP (the toys' is 5 x 384: half the cost per point), "
+               "regressed onto the exact teacher for 1500 iterations at batch 256 (Adam lr 1e-3, EMA half-life 20 "
+               "kimg) with ln sigma ~ N(0, 2.5^2) instead of EDM's N(-1.2, 1.2^2), so that the network is trained at "
+               "sigma_max, where G = D(80 z, 80) reads it (bench/calibration/exact.jsonl). DMD as the toys' quick "
+               "preset: 4000 iterations (800 generator updates) at batch 128 (paper: 512), AdamW lr 2.5e-4 for both "
+               "networks (paper: 2e-6), 500-iteration warm-up; K = 8, N = 1000, R = 10, the teacher's distribution "
+               "and the flow level from Phi_64. Fewer points than at paper: k = 2, 4, 8, 16, 32 in d = 32; d = 2, 4, "
+               "16, 64, 256; tau = 0, 0.1, 0.2, 0.4, 0.8 at d = 4, 16 and 64 only (paper: five dimensions). The linear "
+               "student runs 3000 updates (AdamW lr 1e-3, SGD lr 1).")),
+    "paper": ExactPreset(
+        name="paper", point=TOY_PRESETS["paper"], structure_ks=(2, 4, 8, 16, 32), ambient_dims=(2, 4, 8, 16, 32, 64, 128, 256),
+        taus=(0.0, 0.05, 0.1, 0.2, 0.4, 0.8), phase_dims=(2, 4, 16, 64, 256),
+        notes=("paper: every point with the toys' paper settings (5 x 384 MLP regressed for 50k iterations at batch "
+               "512; DMD 50k iterations at batch 512, AdamW lr 2e-6), more dimensions and teacher resolutions. "
+               "Not run by us.")),
+}
+
 def get_preset(experiment: str, preset: str):
-    """The preset ``preset`` of ``experiment`` ('toy', 'mnist', 'sweep', 'conditioning' or 'calibration'), with a
+    """The preset ``preset`` of ``experiment`` ('toy', 'mnist', 'sweep', 'conditioning', 'calibration' or 'exact'), with a
     clear error for unknown names."""
     table = {"toy": TOY_PRESETS, "mnist": MNIST_PRESETS, "sweep": SWEEP_PRESETS, "conditioning": CONDITIONING_PRESETS,
-             "calibration": CALIBRATION_PRESETS}
+             "calibration": CALIBRATION_PRESETS, "exact": EXACT_PRESETS}
     if experiment not in table:
         raise ValueError(f"unknown experiment {experiment!r}; allowed: {sorted(table)}")
     if preset not in table[experiment]:

@@ -624,6 +624,108 @@ CLAIMS = [
 ]
 
 
+
+# ----------------------------------------------------------------------------- chapter 09: an exact teacher
+# A self-contained block: the rules live in dmdlib.exact_sweeps (the chapter reads its sweeps with them too) and
+# use the verdict words "reproduced", "contradicted", "inconclusive" and "not run at this scale".
+from dmdlib import exact_sweeps  # noqa: E402
+
+CONTRADICTED = "contradicted"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = tuple(dict.fromkeys(VERDICTS + (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN)))
+EXACT_CHAPTER = "09_exact_teacher"
+_EXACT_WORDS = {exact_sweeps.REPRODUCED: REPRODUCED, exact_sweeps.CONTRADICTED: CONTRADICTED,
+                exact_sweeps.INCONCLUSIVE: INCONCLUSIVE, exact_sweeps.NOT_RUN: NOT_RUN}
+
+
+def _exact_points(m: dict, sweep: str) -> list:
+    """The checked point records of one sweep of chapter 09 (Delta_E record, converged, reading)."""
+    pts = _get(m, sweep)
+    if not isinstance(pts, list) or not pts:
+        raise ResultError(f"result key `{sweep}` holds no points")
+    for i, _ in enumerate(pts):
+        _record(m, sweep, i)
+        _converged(m, sweep, i)
+        if not isinstance(_get(m, sweep, i, "reading", "reading"), str):
+            raise ResultError(f"result key `{sweep}.{i}.reading.reading` is not a word")
+    return pts
+
+
+def _index_text(p: dict) -> str:
+    ix = exact_sweeps.point_index(p)
+    return "" if ix is None else f", index {ix['value']:.2f}"
+
+
+def _exact_conv(pts: list, label) -> str:
+    off = [label(p) for p in pts if not exact_sweeps.is_result(p)]
+    return (f"{len(pts) - len(off)} of {len(pts)} are results"
+            + (f" (no result: {', '.join(off)})" if off else ""))
+
+
+def _judge_exact_dimension(sweep: str, key: str, sym: str) -> Callable[[dict], tuple]:
+    def judge(m: dict) -> tuple:
+        pts = _exact_points(m, sweep)
+        for i, _ in enumerate(pts):
+            _num(m, sweep, i, key)
+        pts = sorted(pts, key=lambda p: p[key])
+        v = exact_sweeps.dimension_verdict(pts, key)
+        parts = [f"{sym} = {p[key]:g}: {p['reading']['reading']}{_index_text(p)}" for p in pts]
+        ours = f"{'; '.join(parts)} ({_get(m, 'preset')}, N = {pts[0]['n']:g}, R = {pts[0]['r']:g})"
+        return ours, _exact_conv(pts, lambda p: f"{sym} = {p[key]:g}"), _EXACT_WORDS[v["verdict"]]
+    return judge
+
+
+judge_exact_structure = _judge_exact_dimension("structure", "structure_dim", "k")
+judge_exact_structure.__doc__ = ("Copying grows with the structure dimension k (chapter 09): the rule of "
+                                 ":func:`dmdlib.exact_sweeps.dimension_verdict` on the structure sweep.")
+judge_exact_ambient = _judge_exact_dimension("ambient", "ambient_dim", "d")
+judge_exact_ambient.__doc__ = ("Copying grows with the ambient dimension d (chapter 09): the rule of "
+                               ":func:`dmdlib.exact_sweeps.dimension_verdict` on the ambient sweep.")
+
+
+def judge_exact_resolution(m: dict) -> tuple:
+    """Better-converged teachers are copied more (chapter 09): the rule of
+    :func:`dmdlib.exact_sweeps.resolution_verdict` on the teacher-resolution points."""
+    pts = _exact_points(m, "resolution")
+    for i, _ in enumerate(pts):
+        _num(m, "resolution", i, "ambient_dim")
+        _num(m, "resolution", i, "tau")
+    v = exact_sweeps.resolution_verdict(pts)
+    iv = lambda d: "—" if d is None else f"{d['value']:.2f} [{d['ci_low']:.2f}, {d['ci_high']:.2f}]"  # noqa: E731
+    parts = []
+    for d, e in v["by_dim"].items():
+        if not e["results"]:
+            parts.append(f"d = {d:g}: no result at τ = 0 or τ = {e['tau_blurred']:g}")
+            continue
+        parts.append(f"d = {d:g}, τ = 0 against τ = {e['tau_blurred']:g}: index {iv(e['index_sharp'])} against "
+                     f"{iv(e['index_blurred'])}, relative error {iv(e['error_sharp'])} against "
+                     f"{iv(e['error_blurred'])} ({e['trend']})")
+    first = pts[0]
+    ours = f"{'; '.join(parts) or 'no dimension with τ = 0'} ({_get(m, 'preset')}, N = {first['n']:g}, R = {first['r']:g})"
+    return ours, _exact_conv(pts, lambda p: f"d = {p['ambient_dim']:g}, τ = {p['tau']:g}"), _EXACT_WORDS[v["verdict"]]
+
+
+_EXACT_DIMENSION_RULE = ("among the points that are results (converged, within-mode spread within a factor 2): the "
+                         "largest dimension copies and the smallest does not: reproduced; the smallest copies, or the "
+                         "copying index (mode agreement from chance, 0, to the second network's, 1) of the largest "
+                         "lies wholly below the smallest's: contradicted; otherwise inconclusive; fewer than two "
+                         "results: not run at this scale")
+CLAIMS += [
+    Claim("exact-structure", "Copying grows with the dimension of the data's structure (an exact teacher: M modes on a "
+          "sphere in k dimensions).", EXACT_CHAPTER, None, "Sec. 3.3, 3.4, 4.2: copying follows dimension",
+          "structure dimension k: " + _EXACT_DIMENSION_RULE, judge_exact_structure),
+    Claim("exact-ambient", "Copying grows with dimension (an exact teacher: the paper's 4-D mixture in $\\mathbb{R}^d$).",
+          EXACT_CHAPTER, None, "Sec. 3.3, 3.4, 4.2: copying follows dimension",
+          "ambient dimension d: " + _EXACT_DIMENSION_RULE, judge_exact_ambient),
+    Claim("exact-resolution", "Students of better-converged teachers copy more (an exact teacher blurred by τ).",
+          EXACT_CHAPTER, None, "Sec. 4.2.2, Fig. 9, 10: longer-trained teachers are copied more",
+          "at every dimension where the converged (τ = 0) and the most blurred teacher's students are both "
+          "results, the converged one's copying index lies wholly above and its relative pairing error wholly "
+          "below the blurred one's: reproduced; both the other way at one dimension at least and the claimed "
+          "way at none: contradicted; otherwise (the two measures disagree, or one is flat) inconclusive; no "
+          "dimension with both results: not run at this scale", judge_exact_resolution),
+]
+
 # ----------------------------------------------------------------------------- the table
 
 def _cell(text) -> str:

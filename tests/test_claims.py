@@ -523,3 +523,85 @@ def test_build_stages_the_table_and_keeps_the_repository_intro(tmp_path, monkeyp
 
 def test_repository_intro_keeps_the_slot():
     assert cl.SLOT in (ROOT / "book" / "intro.md").read_text()
+
+
+# ----------------------------------------------------------------------------- chapter 09: an exact teacher
+
+def exact_point(key, value, word="remaps", conv=True, spread_ok=True, agree=0.2, tau=0.0, second=0.9, chance=0.05,
+                error=0.5):
+    """A chapter-09 point record: Delta_E, converged, reading, mode agreement (chance, second network) and the
+    relative pairing error."""
+    iv = lambda v, h=0.02: {"value": v, "ci_low": v - h, "ci_high": v + h}  # noqa: E731
+    return {key: value, "tau": tau, **rec(0.5, 0.45, 0.55, conv), "reading": {"reading": word},
+            "references": {"random": rec(3.0, 2.9, 3.1)}, "spread": {"ok": spread_ok, "ratio": 1.0},
+            "measures": {"agreement": {"student": iv(agree), "chance": iv(chance, 0.005), "second": iv(second)},
+                         "relative_error": {"student": iv(error), "random": iv(0.8)}}}
+
+
+def _res(rows, conv=True):
+    """rows: {d: ((agreement, error) at tau = 0, (agreement, error) at tau = 0.8)}."""
+    out = []
+    for d, ((a0, e0), (a1, e1)) in rows.items():
+        for t, a, e in ((0.0, a0, e0), (0.4, (a0 + a1) / 2, (e0 + e1) / 2), (0.8, a1, e1)):
+            out.append(exact_point("ambient_dim", d, tau=t, agree=a, error=e, conv=conv))
+    return out
+
+
+def ch09(structure=None, ambient=None, resolution=None):
+    s = structure or [exact_point("structure_dim", 2, "remaps"), exact_point("structure_dim", 32, "copies")]
+    a = ambient or [exact_point("ambient_dim", 2, "remaps"), exact_point("ambient_dim", 256, "copies")]
+    r = resolution or _res({4: ((0.8, 0.1), (0.2, 0.6)), 64: ((0.8, 0.1), (0.2, 0.6))})
+    return {"preset": "quick", "structure": s, "ambient": a, "resolution": r}
+
+
+def _amb(words, conv=(True, True, True), spread=(True, True, True), agree=(0.2, 0.2, 0.2)):
+    return [exact_point("ambient_dim", d, w, c, o, g) for d, w, c, o, g in zip((2, 16, 256), words, conv, spread, agree)]
+
+
+def _sph(w0, w1, a0=0.2, a1=0.2, conv1=True):
+    return [exact_point("structure_dim", 2, w0, agree=a0), exact_point("structure_dim", 32, w1, agree=a1, conv=conv1)]
+
+
+C, I = "contradicted", "inconclusive"
+
+
+@pytest.mark.parametrize("claim, metrics, verdict, text", [
+    ("exact-structure", ch09(), R, "k = 2: remaps, index"),
+    ("exact-structure", ch09(structure=_sph("copies", "copies")), C, "2 of 2 are results"),   # copies without dimension
+    ("exact-structure", ch09(structure=_sph("remaps", "remaps", 0.6, 0.2)), C, "index 0.18"),  # copying falls with k
+    ("exact-structure", ch09(structure=_sph("remaps", "remaps", 0.2, 0.6)), I, ""),   # rises, but nothing copies
+    ("exact-structure", ch09(structure=_sph("remaps", "unresolved")), I, ""),
+    ("exact-structure", ch09(structure=_sph("remaps", "copies", conv1=False)), NR,
+     "1 of 2 are results (no result: k = 32)"),
+    ("exact-ambient", ch09(ambient=_amb(("remaps", "remaps", "copies"))), R, "d = 256: copies"),
+    ("exact-ambient", ch09(ambient=_amb(("copies", "remaps", "remaps"))), C, ""),
+    ("exact-ambient", ch09(ambient=_amb(("remaps", "copies", "measures disagree"))), I, ""),
+    # the largest point is no result (a collapsed spread): the largest result, d = 16, decides
+    ("exact-ambient", ch09(ambient=_amb(("remaps", "copies", "remaps"), spread=(True, True, False))), R,
+     "2 of 3 are results (no result: d = 256)"),
+    ("exact-ambient", ch09(ambient=_amb(("remaps", "copies", "remaps"), conv=(False, True, False))), NR, "1 of 3"),
+    ("exact-resolution", ch09(), R, "index 0.88 [0.86, 0.91] against 0.18"),
+    ("exact-resolution", ch09(resolution=_res({4: ((0.2, 0.6), (0.8, 0.1)), 64: ((0.2, 0.6), (0.8, 0.1))})), C,
+     "(falls)"),
+    # index falls, error rises: the measures disagree (chapter 09's quick d = 4)
+    ("exact-resolution", ch09(resolution=_res({4: ((0.2, 0.1), (0.8, 0.6))})), I, "(disagree)"),
+    ("exact-resolution", ch09(resolution=_res({4: ((0.8, 0.1), (0.2, 0.6)), 64: ((0.2, 0.6), (0.8, 0.1))})), I, ""),
+    ("exact-resolution", ch09(resolution=_res({4: ((0.5, 0.3), (0.51, 0.31))})), I, "(flat)"),   # overlapping
+    ("exact-resolution", ch09(resolution=_res({4: ((0.8, 0.1), (0.2, 0.6))}, conv=False)), NR,
+     "no result at τ = 0 or τ = 0.8"),
+])
+def test_exact_teacher_rows(claim, metrics, verdict, text):
+    ours, conv, v = cl.claim_row(CLAIM[claim], metrics)
+    assert v == verdict, (ours, conv)
+    assert text in ours + " " + conv
+    assert v in cl.VERDICTS
+
+
+def test_exact_teacher_rows_name_what_is_missing():
+    ours, conv, v = cl.claim_row(CLAIM["exact-ambient"], {"preset": "quick", "ambient": []})
+    assert ours == "result key `ambient` holds no points" and v == "not run at this scale"
+    bad = ch09()
+    del bad["resolution"][0]["reading"]
+    ours, _, v = cl.claim_row(CLAIM["exact-resolution"], bad)
+    assert ours == "result lacks key `resolution.0.reading`" and v == "not run at this scale"
+    assert CLAIM["exact-resolution"].chapter == "09_exact_teacher" and CLAIM["exact-ambient"].paper is None
