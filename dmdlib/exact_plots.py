@@ -121,7 +121,8 @@ def plot_phase_diagram(points: Sequence[dict], dims: Sequence[int], taus: Sequen
         for (i, j), p in cells.items():
             ok = is_result(p)
             v, shown = value(p), grid[i, j]
-            rgb = im.cmap(im.norm(shown))[:3] if np.isfinite(shown) else (0.85, 0.85, 0.85)
+            rgb = (np.ravel(im.cmap(float(np.ravel(im.norm(float(shown)))[0])))[:3] if np.isfinite(shown)
+                       else (0.85, 0.85, 0.85))
             dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 0.5   # white text on dark cells
             ax.text(j, i, f"{v:.2g}\n{short.get(p['reading']['reading'], '?')}" + ("" if ok else " n.r."),
                     ha="center", va="center", fontsize=8, color="w" if ok and dark else "k",

@@ -675,15 +675,15 @@ def _judge_exact_dimension(sweep: str, key: str, sym: str) -> Callable[[dict], t
     return judge
 
 
-judge_exact_structure = _judge_exact_dimension("structure", "structure_dim", "k")
-judge_exact_structure.__doc__ = ("Copying grows with the structure dimension k (chapter 09): the rule of "
-                                 ":func:`dmdlib.exact_sweeps.dimension_verdict` on the structure sweep.")
-judge_exact_ambient = _judge_exact_dimension("ambient", "ambient_dim", "d")
-judge_exact_ambient.__doc__ = ("Copying grows with the ambient dimension d (chapter 09): the rule of "
-                               ":func:`dmdlib.exact_sweeps.dimension_verdict` on the ambient sweep.")
+exact_structure_rule = _judge_exact_dimension("structure", "structure_dim", "k")
+exact_structure_rule.__doc__ = ("Copying grows with the structure dimension k, within one run of chapter 09: the "
+                                "rule of :func:`dmdlib.exact_sweeps.dimension_verdict` on the structure sweep.")
+exact_ambient_rule = _judge_exact_dimension("ambient", "ambient_dim", "d")
+exact_ambient_rule.__doc__ = ("Copying grows with the ambient dimension d, within one run of chapter 09: the rule "
+                              "of :func:`dmdlib.exact_sweeps.dimension_verdict` on the ambient sweep.")
 
 
-def judge_exact_resolution(m: dict) -> tuple:
+def exact_resolution_rule(m: dict) -> tuple:
     """Better-converged teachers are copied more (chapter 09): the rule of
     :func:`dmdlib.exact_sweeps.resolution_verdict` on the teacher-resolution points."""
     pts = _exact_points(m, "resolution")
@@ -705,6 +705,48 @@ def judge_exact_resolution(m: dict) -> tuple:
     return ours, _exact_conv(pts, lambda p: f"d = {p['ambient_dim']:g}, τ = {p['tau']:g}"), _EXACT_WORDS[v["verdict"]]
 
 
+def _exact_over_seeds(rule: Callable[[dict], tuple], m: dict, seeds) -> tuple:
+    """A chapter-09 claim compares separately trained students (one per dimension or resolution), so it is judged
+    over training seeds: ``rule`` (one run's verdict, within-run intervals) is applied to each seed run; with at
+    least SEEDS_SIDE seed runs that are results, reproduced or contradicted when every one of them says so, else
+    inconclusive; with fewer, the chapter's own verdict, capped at inconclusive."""
+    ours, conv, word = rule(m)
+    per_seed = []
+    for r in seeds or ():
+        try:
+            per_seed.append(rule(r.metrics)[2])
+        except ResultError:
+            continue
+    runs = [w for w in per_seed if w != NOT_RUN]
+    if len(runs) >= SEEDS_SIDE:
+        counts = ", ".join(f"{runs.count(w)} {w}" for w in dict.fromkeys(runs))
+        ours += f"; over {len(runs)} training seeds: {counts}"
+        verdict = runs[0] if len(set(runs)) == 1 and runs[0] in (REPRODUCED, CONTRADICTED) else INCONCLUSIVE
+        return ours, conv, verdict, evidence.level_text(len(runs), SEEDS_SIDE)
+    if word == NOT_RUN:
+        return ours, conv, NOT_RUN, evidence.level_text(len(runs), SEEDS_SIDE)
+    return (ours, conv, *_capped(word, len(runs), SEEDS_SIDE))
+
+
+def judge_exact_structure(m: dict, seeds=()) -> tuple:
+    """Copying grows with the structure dimension k (chapter 09): :func:`exact_structure_rule` over training
+    seeds (:func:`_exact_over_seeds`)."""
+    return _exact_over_seeds(exact_structure_rule, m, seeds)
+
+
+def judge_exact_ambient(m: dict, seeds=()) -> tuple:
+    """Copying grows with the ambient dimension d (chapter 09): :func:`exact_ambient_rule` over training seeds."""
+    return _exact_over_seeds(exact_ambient_rule, m, seeds)
+
+
+def judge_exact_resolution(m: dict, seeds=()) -> tuple:
+    """Better-converged teachers are copied more (chapter 09): :func:`exact_resolution_rule` over training
+    seeds."""
+    return _exact_over_seeds(exact_resolution_rule, m, seeds)
+
+
+_EXACT_SEEDS = (f"; judged in each of at least {SEEDS_SIDE} training-seed runs, reproduced or contradicted only "
+                f"when every run says so")
 _EXACT_DIMENSION_RULE = ("among the points that are results (converged, within-mode spread within a factor 2): the "
                          "largest dimension copies and the smallest does not: reproduced; the smallest copies, or the "
                          "copying index (mode agreement from chance, 0, to the second network's, 1) of the largest "
@@ -713,17 +755,17 @@ _EXACT_DIMENSION_RULE = ("among the points that are results (converged, within-m
 CLAIMS += [
     Claim("exact-structure", "Copying grows with the dimension of the data's structure (an exact teacher: M modes on a "
           "sphere in k dimensions).", EXACT_CHAPTER, None, "Sec. 3.3, 3.4, 4.2: copying follows dimension",
-          "structure dimension k: " + _EXACT_DIMENSION_RULE, judge_exact_structure),
+          "structure dimension k: " + _EXACT_DIMENSION_RULE + _EXACT_SEEDS, judge_exact_structure),
     Claim("exact-ambient", "Copying grows with dimension (an exact teacher: the paper's 4-D mixture in $\\mathbb{R}^d$).",
           EXACT_CHAPTER, None, "Sec. 3.3, 3.4, 4.2: copying follows dimension",
-          "ambient dimension d: " + _EXACT_DIMENSION_RULE, judge_exact_ambient),
+          "ambient dimension d: " + _EXACT_DIMENSION_RULE + _EXACT_SEEDS, judge_exact_ambient),
     Claim("exact-resolution", "Students of better-converged teachers copy more (an exact teacher blurred by τ).",
           EXACT_CHAPTER, None, "Sec. 4.2.2, Fig. 9, 10: longer-trained teachers are copied more",
           "at every dimension where the converged (τ = 0) and the most blurred teacher's students are both "
           "results, the converged one's copying index lies wholly above and its relative pairing error wholly "
           "below the blurred one's: reproduced; both the other way at one dimension at least and the claimed "
           "way at none: contradicted; otherwise (the two measures disagree, or one is flat) inconclusive; no "
-          "dimension with both results: not run at this scale", judge_exact_resolution),
+          "dimension with both results: not run at this scale" + _EXACT_SEEDS, judge_exact_resolution),
 ]
 
 # ----------------------------------------------------------------------------- the table

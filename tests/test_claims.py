@@ -297,7 +297,7 @@ def test_each_judge_asks_for_the_seeds_its_claim_declares():
     """Judged on the chapter alone, a rule's evidence names the training seeds it needs: Claim.min_seeds (which
     scripts/seeds.py plans the sweeps from)."""
     for c in cl.CLAIMS:
-        levels = {judge(claim, m, seeds)[3] for claim, m, seeds, *_ in CASES if claim == c.id}
+        levels = {judge(claim, m, seeds)[3] for claim, m, seeds, *_ in CASES + EXACT_CASES if claim == c.id}
         needs = {lev for lev in levels if "needed" in lev}
         assert needs and all(f"{c.min_seeds} needed" in lev for lev in needs), (c.id, needs)
 
@@ -305,7 +305,7 @@ def test_each_judge_asks_for_the_seeds_its_claim_declares():
 def test_every_rule_produces_each_of_its_words():
     """The cases above reach every verdict word for every claim."""
     for c in cl.CLAIMS:
-        assert {case[3] for case in CASES if case[0] == c.id} == set(cl.VERDICTS), c.id
+        assert {case[3] for case in CASES + EXACT_CASES if case[0] == c.id} == set(cl.VERDICTS), c.id
 
 
 # ----------------------------------------------------------------------------- positive controls
@@ -591,17 +591,57 @@ C, I = "contradicted", "inconclusive"
      "no result at τ = 0 or τ = 0.8"),
 ])
 def test_exact_teacher_rows(claim, metrics, verdict, text):
-    ours, conv, v = cl.claim_row(CLAIM[claim], metrics)
+    """The within-run rules of chapter 09 (one run's verdict, before training seeds are asked for)."""
+    rule = {"exact-structure": cl.exact_structure_rule, "exact-ambient": cl.exact_ambient_rule,
+            "exact-resolution": cl.exact_resolution_rule}[claim]
+    ours, conv, v = rule(metrics)
     assert v == verdict, (ours, conv)
     assert text in ours + " " + conv
     assert v in cl.VERDICTS
 
 
 def test_exact_teacher_rows_name_what_is_missing():
-    ours, conv, v = cl.claim_row(CLAIM["exact-ambient"], {"preset": "quick", "ambient": []})
+    ours, conv, v, _ = cl.claim_row(CLAIM["exact-ambient"], {"preset": "quick", "ambient": []})
     assert ours == "result key `ambient` holds no points" and v == "not run at this scale"
     bad = ch09()
     del bad["resolution"][0]["reading"]
-    ours, _, v = cl.claim_row(CLAIM["exact-resolution"], bad)
+    ours, _, v, _ = cl.claim_row(CLAIM["exact-resolution"], bad)
     assert ours == "result lacks key `resolution.0.reading`" and v == "not run at this scale"
     assert CLAIM["exact-resolution"].chapter == "09_exact_teacher" and CLAIM["exact-ambient"].paper is None
+
+
+def _seeds09(*kinds):
+    """Seed runs of chapter 09 whose rules say reproduced ('R'), contradicted ('C') or inconclusive ('I')."""
+    made = {"R": ch09(), "I": ch09(structure=_sph("remaps", "unresolved"),
+                                    ambient=_amb(("remaps", "copies", "measures disagree")),
+                                    resolution=_res({4: ((0.2, 0.1), (0.8, 0.6))})),
+            "C": ch09(structure=_sph("copies", "copies"), ambient=_amb(("copies", "remaps", "remaps")),
+                      resolution=_res({4: ((0.2, 0.6), (0.8, 0.1)), 64: ((0.2, 0.6), (0.8, 0.1))}))}
+    return [SeedRun(s, {**made[k], "seed": s}, f"seed-{s}") for s, k in enumerate(kinds)]
+
+
+# chapter 09's claims compare separately trained students: judged over training seeds, unanimous or inconclusive
+EXACT_CASES = [
+    (c, ch09(), _seeds09("R", "R", "R"), R, "training seeds (3 seeds)", "over 3 training seeds: 3 reproduced")
+    for c in ("exact-structure", "exact-ambient", "exact-resolution")] + [
+    (c, ch09(), _seeds09("C", "C", "C"), C, "training seeds (3 seeds)", "3 contradicted")
+    for c in ("exact-structure", "exact-ambient", "exact-resolution")] + [
+    (c, ch09(), _seeds09("R", "R", "C"), I, "training seeds (3 seeds)", "2 reproduced, 1 contradicted")
+    for c in ("exact-structure", "exact-ambient", "exact-resolution")] + [
+    (c, ch09(), _seeds09("R", "R"), I, "evaluation seeds only (2 training seeds; 3 needed); within the run: "
+     "reproduced", "") for c in ("exact-structure", "exact-ambient", "exact-resolution")] + [
+    ("exact-structure", ch09(structure=_sph("remaps", "copies", conv1=False)), (), NR,
+     "evaluation seeds only (no seed runs; 3 needed)", "1 of 2 are results"),
+    ("exact-ambient", ch09(ambient=_amb(("remaps", "copies", "remaps"), conv=(False, True, False))), (), NR,
+     "3 needed", "1 of 3"),
+    ("exact-resolution", ch09(resolution=_res({4: ((0.8, 0.1), (0.2, 0.6))}, conv=False)), (), NR, "3 needed",
+     "no result at"),
+]
+
+
+@pytest.mark.parametrize("claim, metrics, seeds, verdict, level, text", EXACT_CASES)
+def test_exact_teacher_claims_over_training_seeds(claim, metrics, seeds, verdict, level, text):
+    ours, conv, v, lev = judge(claim, metrics, seeds)
+    assert v == verdict, (ours, conv, lev)
+    assert level in lev, lev
+    assert text in ours + " " + conv, ours

@@ -88,7 +88,7 @@ def test_the_plan_covers_every_claims_seed_need():
     cl, seeds = load_script("claims"), load_script("seeds")
     plan = seeds.plan()
     assert plan == {"01_lowdim_remapping": 5, "02_mnist_copying": 5, "03_ablations": 3, "04_teacher_convergence": 3,
-                    "05_boundary": 3, "06_where_copying_begins": 3, "07_conditioning": 3}
+                    "05_boundary": 3, "06_where_copying_begins": 3, "07_conditioning": 3, "09_exact_teacher": 3}
     for c in cl.CLAIMS:
         assert plan[c.sweep or c.chapter] >= c.min_seeds
 
