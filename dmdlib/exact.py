@@ -92,7 +92,7 @@ def sphere_spec(components: int, k: int, dim: int, radius: float, std: float, se
 
 
 def ring_spec(dim: int, tau: float = 0.0, components: int = 32, radius: float = 2.0, std: float = 0.2) -> DataSpec:
-    """The paper's 4-D mixture recipe in R^dim (:meth:`GaussianMixture.ring`) as a spec with the exact teacher
+    """The paper's 4-D mixture recipe in R^dim (``GaussianMixture.ring``) as a spec with the exact teacher
     blurred to resolution ``tau``."""
     mix = GaussianMixture.ring(dim=dim, components=components, radius=radius, std=std)
     return mixture_spec(mix, f"ring-d{dim}" + (f"-tau{tau:g}" if tau else ""), tau)
@@ -219,7 +219,7 @@ def _dm_direction(A: torch.Tensor, S: torch.Tensor, z: torch.Tensor, t: torch.Te
 
 def sampled_linear_gradient(A, S, sigmas, n: int, seed: int = 0, normalised: bool = True) -> torch.Tensor:
     """Monte Carlo of DMD2's generator gradient with respect to A for G(z) = A z on N(0, S) with exact real and
-    fake scores: the mean over n draws of g z^T, with t uniform over ``sigmas``, x = A z, x_t = x + t eps and
+    fake scores: the mean over n draws of g z^T, with t uniform over ``sigmas``, x = A z, x_t = x + t eps and::
 
         g = (D_fake(x_t) - D_real(x_t)) / mean_i |x - D_real(x_t)|_i,   D(x_t) = C (C + t^2 I)^-1 x_t for N(0, C)
 

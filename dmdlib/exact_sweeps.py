@@ -18,7 +18,7 @@ path does not measure:
   gate compares sets of N = 1000 samples by squared W2, whose sampling
   floor in R^d grows with d: at d = 64 a student that collapses the
   component noise in every direction off the structure passes it. ``ok``:
-  the student's spread lies within a factor :data:`SPREAD_FACTOR` of T's.
+  the student's spread lies within a factor ``SPREAD_FACTOR`` of T's.
 
 A point is a **result** (:func:`is_result`) when it passed the convergence
 gates and its spread is ok. The copying index (:func:`copying_index`)
@@ -246,7 +246,7 @@ def points_table(points: list, label) -> str:
     first cell): Delta_E with its interval and the random, second-network and flow levels; mode agreement with
     its interval, chance and the second network's; Delta_E in the structured coordinates and the relative
     pairing error with their random levels; the verdict, the spread ratio (marked "off" outside the factor
-    :data:`SPREAD_FACTOR`) and the reading."""
+    ``SPREAD_FACTOR``) and the reading."""
     head = ("| point | $\\Delta_E$ [95% CI] | random | second network | flow | agreement [95% CI] | chance "
             "| second network | intrinsic $\\Delta_E$ [95% CI] | random | relative error [95% CI] | random "
             "| verdict | spread G / T | reading |\n" + "| --- " * 15 + "|\n")
