@@ -198,6 +198,7 @@ def seed_values(stem: str, m: dict) -> dict:
         out = _student_values("plain ", g("variants", "baseline"))
         for v in ("gan", "regression"):
             out[f"{v} Delta_E"] = g("variants", v, "delta_e", "delta_e")
+            out[f"{v} converged"] = g("variants", v, "delta_e", "converged")
         return {**out, "memorised (r < 1/3)": _third(g("memorisation", "fractions")),
                 "control memorised": g("memorisation_control", "fraction")}
     if stem == "04_teacher_convergence":

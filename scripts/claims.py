@@ -239,12 +239,14 @@ def judge_no_auxiliary(m: dict, seeds=()) -> tuple:
     base, _ = _seed_students(seeds, ("variants", "baseline"))
     others = []
     for v, name in (("gan", "GAN"), ("regression", "regression")):
-        side, _ = _seed_students(seeds, ("variants", v))
+        side, n_side = _seed_students(seeds, ("variants", v))
         if len(side) >= SEEDS_SIDE and len(base) >= SEEDS_SIDE:
             others.append(_welch_text(f"$\\Delta_E$ {name} − plain", [s["delta_e"]["delta_e"] for s in side],
                                       [s["delta_e"]["delta_e"] for s in base]))
         elif isinstance(_at(m, ("variants", v, "delta_e")), dict):
-            others.append(f"with {name} {interval_text(_record(m, 'variants', v, 'delta_e'))} (one run)")
+            seen = (f"; its student converged in {len(side)} of {n_side} seed runs ({SEEDS_SIDE} needed for a "
+                    f"difference over seeds)" if n_side else "")
+            others.append(f"with {name} {interval_text(_record(m, 'variants', v, 'delta_e'))} (one run{seen})")
     return "; ".join([ours] + others), conv, verdict, level
 
 
