@@ -6,14 +6,19 @@ for the chessboard and MNIST copying, 3 per side elsewhere). Each sweep is one `
 ``_build/sweeps/<preset>/claims/<notebook>`` (a folder of its own, so runs of older code are never reused),
 published to ``results/<preset>/seeds/<notebook>/`` (what the claims table and page 08 read).
 
-On a CPU the runs go side by side, one per core with one thread each (``--max-parallel <cores>
---threads-per-run 1``): two small networks trained side by side with one thread each finish 1.56 to 1.85 times
-sooner than one after the other with two threads (bench/bench_parallel_teachers.py, 2 cores); on a GPU one run
-at a time.
+On a CPU the runs go side by side, one per core with one thread each: two small networks trained side by side
+with one thread each finish 1.56 to 1.85 times sooner than one after the other with two threads
+(bench/bench_parallel_teachers.py, 2 cores); on a GPU one run at a time. The runs of all planned notebooks form
+one queue (:func:`run_queue`): each (notebook, seed) is its own ``sweep --seeds <s> --max-parallel 1`` into the
+notebook's sweep folder, started as soon as a slot is free, so a notebook with an odd number of seeds never
+leaves a core idle while its last run finishes. When every seed of a notebook has finished, the notebook's own
+sweep command (:func:`commands`: all its seeds, each found finished and skipped) writes its summary and
+publishes it.
 
 The MNIST chapters 02-05 share each seed's runs folder (``--runs-per-seed _build/sweeps/<preset>/claims/mnist-runs``:
 ``runs_dir = .../seed-<s>``), as in the book build: a seed's teachers and its plain student are trained once (by
-02, which runs first) and reloaded by 03-05, and two seeds run side by side never write the same folder.
+02, which runs first) and reloaded by 03-05. So the queue runs the MNIST chapters' jobs of one seed one after
+another, in notebook order (:func:`ready`), and two jobs running side by side never write the same folder.
 
 The estimate: per run, the median wall time of the notebook's published seed runs (``done.json``) where there
 are any, else the chapter's own ``wall_time_s`` (``results/<preset>/<chapter>/metrics.json``, a book build in
@@ -30,7 +35,10 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -97,6 +105,100 @@ def commands(preset: str, device: str, parallel: int, threads, the_plan: dict) -
     return out
 
 
+@dataclass(frozen=True)
+class Job:
+    """One seed of one planned notebook: a ``sweep --seeds <seed>`` of its own."""
+    stem: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return self.stem.split("_")[0]
+
+    def __str__(self) -> str:
+        return f"{self.key} seed {self.seed}"
+
+
+def jobs(the_plan: dict) -> list:
+    """The queue: every (notebook, seed) of ``the_plan``, in notebook order, then seed order."""
+    return [Job(stem, s) for stem, n in the_plan.items() for s in range(n)]
+
+
+def ready(pending: list, running) -> list:
+    """The jobs of ``pending`` that may start now, in queue order (``running``: the jobs under way).
+
+    A job of an MNIST chapter (02-05, which share ``runs_dir = .../seed-<s>``) waits until every MNIST job of the
+    same seed earlier in the queue has finished, and while another of that seed runs: one seed's folder is
+    written by one job at a time, and 02 trains the teachers and the student that 03-05 reload. Other jobs are
+    always ready.
+    """
+    busy = {j.seed for j in running if j.stem in MNIST_CHAPTERS}
+    out = []
+    for j in pending:
+        if j.stem in MNIST_CHAPTERS:
+            if j.seed in busy:
+                continue
+            earlier = [p for p in pending if p.stem in MNIST_CHAPTERS and p.seed == j.seed and p != j
+                       and MNIST_CHAPTERS.index(p.stem) < MNIST_CHAPTERS.index(j.stem)]
+            if earlier:
+                continue
+            busy.add(j.seed)      # at most one job of a seed's folder is started in one round
+        out.append(j)
+    return out
+
+
+def seed_command(preset: str, device: str, threads, job: Job) -> list:
+    """The ``python -m dmdlib sweep`` command of one job: its notebook's sweep (same folder, same settings) for
+    its one seed, without publishing."""
+    (full,) = commands(preset, device, 1, threads, {job.stem: 1})
+    full = full[:full.index("--publish")]
+    i = full.index("--seeds")
+    return full[:i + 1] + [str(job.seed)] + full[i + 2:]
+
+
+def _start(cmd: list):
+    return subprocess.Popen(cmd, cwd=ROOT)
+
+
+def run_queue(preset: str, device: str, parallel: int, threads, the_plan: dict, *, start: Callable = _start,
+              sleep: Callable = time.sleep, clock: Callable = time.monotonic, poll_s: float = 5.0,
+              echo: Callable = print) -> list:
+    """Run every job of ``the_plan`` (:func:`jobs`), at most ``parallel`` at a time, in the order :func:`ready`
+    allows; publish each notebook (its command from :func:`commands`) once all its seeds have finished, unless
+    one failed. ``start(cmd)`` launches a command and returns an object with ``poll()`` and ``wait()`` (a
+    :class:`subprocess.Popen`; the tests pass a fake). Returns the notebooks with a failed run or publication.
+    """
+    if parallel < 1:
+        raise ValueError(f"run_queue: parallel must be >= 1, got {parallel}")
+    pending, running, failed = jobs(the_plan), {}, set()
+    publish = {stem: cmd for stem, cmd in zip(the_plan, commands(preset, device, parallel, threads, the_plan))}
+    t0 = clock()
+    while pending or running:
+        for job, (proc, t) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            del running[job]
+            echo(f"[seeds] {job}: {'finished' if rc == 0 else f'failed (exit {rc})'} after {clock() - t:.0f} s")
+            if rc != 0:
+                failed.add(job.stem)
+            if not any(j.stem == job.stem for j in [*pending, *running]):
+                if job.stem in failed:
+                    echo(f"[seeds] {job.key}: not published (a run failed; rerun to retry it)")
+                else:
+                    echo(f"[seeds] {job.key}: every seed finished; publishing")
+                    if start(publish[job.stem]).wait() != 0:
+                        failed.add(job.stem)
+        for job in ready(pending, list(running))[:parallel - len(running)]:
+            pending.remove(job)
+            echo(f"[seeds] {job}: started ({len(running) + 1} of {parallel} slots, {len(pending)} waiting)")
+            running[job] = (start(seed_command(preset, device, threads, job)), clock())
+        if running:
+            sleep(poll_s)
+    echo(f"[seeds] all {sum(the_plan.values())} runs done in {clock() - t0:.0f} s wall")
+    return sorted(failed)
+
+
 def _gpu(device: str) -> bool:
     if device.startswith("cuda"):
         return True
@@ -150,14 +252,16 @@ def main(argv=None) -> int:
                      f"{', '.join(s.split('_')[0] for s in plan())}")
     print(report(args.preset, args.device, parallel, threads, the_plan, ROOT / "results"), flush=True)
     cmds = commands(args.preset, args.device, parallel, threads, the_plan)
+    print(f"  one queue of (notebook, seed) runs, {parallel} at a time; then, per notebook, its sweep (each seed "
+          "found finished) writes the summary and publishes:", flush=True)
     for cmd in cmds:
         print("  " + " ".join(["python"] + cmd[1:]), flush=True)
     if args.dry_run:
         return 0
-    failed = [c for c in cmds if subprocess.run(c, cwd=ROOT).returncode != 0]
+    failed = run_queue(args.preset, args.device, parallel, threads, the_plan)
     if failed:
-        print(f"[seeds] {len(failed)} sweep(s) had failed runs (their failed.csv lists them); rerun to retry them",
-              file=sys.stderr)
+        print(f"[seeds] {len(failed)} notebook(s) had failed runs ({', '.join(failed)}: their logs are in "
+              f"_build/sweeps/{args.preset}/claims/<notebook>/logs); rerun to retry them", file=sys.stderr)
     return 1 if failed else 0
 
 

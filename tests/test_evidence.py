@@ -122,3 +122,93 @@ def test_dry_run_prints_the_plan(capsys):
     assert "05_boundary: seeds 0-2 (3 runs)" in out and "--notebook 05" in out and "--notebook 01" not in out
     with pytest.raises(SystemExit):
         seeds.main(["--only", "99", "--dry-run"])
+
+
+# ----------------------------------------------------------------------------- the queue of `make seeds`
+
+class FakeRuns:
+    """Fake processes on a virtual clock: a seed run takes ``durations[notebook key]`` ticks (default 1); a
+    publication (a command with --publish) returns at once. Records what ran when."""
+
+    def __init__(self, durations=None, fail=()):
+        self.t, self.durations, self.fail = 0, durations or {}, set(fail)
+        self.log, self.live = [], []
+
+    def start(self, cmd):
+        key = cmd[cmd.index("--notebook") + 1]
+        fake = self
+
+        class Proc:
+            def __init__(self):
+                self.publish = "--publish" in cmd
+                self.seed = None if self.publish else int(cmd[cmd.index("--seeds") + 1])
+                self.end = fake.t + (0 if self.publish else fake.durations.get(key, 1))
+                self.rc = 1 if (key, self.seed) in fake.fail else 0
+
+            def poll(self):
+                return self.rc if fake.t >= self.end else None
+
+            def wait(self):
+                return self.rc
+
+        p = Proc()
+        self.log.append((self.t, key, "publish" if p.publish else p.seed))
+        if not p.publish:
+            self.live.append((key, p))
+        return p
+
+    def sleep(self, _):
+        self.t += 1
+
+    def clock(self):
+        return float(self.t)
+
+    def running_at(self, t):
+        return [(k, p.seed) for k, p in self.live if p.end - self.durations.get(k, 1) <= t < p.end]
+
+
+def test_the_queue_fills_every_slot_and_keeps_one_job_per_mnist_seed_folder():
+    seeds = load_script("seeds")
+    plan = {"01_lowdim_remapping": 5, "02_mnist_copying": 5, "03_ablations": 3, "05_boundary": 3}
+    fake = FakeRuns({"02": 2})
+    failed = seeds.run_queue("quick", "cpu", 2, 1, plan, start=fake.start, sleep=fake.sleep, clock=fake.clock,
+                             echo=lambda *_: None)
+    assert failed == []
+    starts = {(k, s): t for t, k, s in fake.log if s != "publish"}
+    assert len(starts) == 16                                              # every (notebook, seed) once
+    for t in range(fake.t):
+        now = fake.running_at(t)
+        assert len(now) <= 2                                               # never more than the slots
+        mnist = [s for k, s in now if k in ("02", "03", "05")]
+        assert len(mnist) == len(set(mnist))                              # one job per seed folder at a time
+    for s in range(3):                                                    # 02 trains what 03 and 05 reload
+        assert starts[("03", s)] >= starts[("02", s)] + 2 and starts[("05", s)] >= starts[("03", s)] + 1
+    # 5 + 10 + 3 + 3 = 21 slot-ticks on 2 slots: 11 ticks; notebook by notebook it would take 3 + 6 + 2 + 2 = 13
+    assert fake.t <= 12
+    publishes = [(t, k) for t, k, s in fake.log if s == "publish"]
+    assert sorted(k for _, k in publishes) == ["01", "02", "03", "05"]
+    for t, k in publishes:                                                 # published after its last seed ends
+        assert t >= max(p.end for kk, p in fake.live if kk == k)
+
+
+def test_the_queue_does_not_publish_a_notebook_with_a_failed_run():
+    seeds = load_script("seeds")
+    fake = FakeRuns(fail={("01", 1)})
+    lines = []
+    failed = seeds.run_queue("quick", "cpu", 2, 1, {"01_lowdim_remapping": 3, "05_boundary": 3}, start=fake.start,
+                             sleep=fake.sleep, clock=fake.clock, echo=lines.append)
+    assert failed == ["01_lowdim_remapping"]
+    assert [k for _, k, s in fake.log if s == "publish"] == ["05"]
+    assert any("01: not published" in line for line in lines)
+    with pytest.raises(ValueError, match="parallel must be >= 1"):
+        seeds.run_queue("quick", "cpu", 0, 1, {"05_boundary": 3}, start=fake.start)
+
+
+def test_a_seed_command_is_its_notebooks_sweep_for_one_seed():
+    seeds = load_script("seeds")
+    cmd = seeds.seed_command("quick", "cpu", 1, seeds.Job("03_ablations", 2))
+    assert cmd[1:] == ["-m", "dmdlib", "sweep", "--notebook", "03", "--preset", "quick", "--seeds", "2", "--executor",
+                       "local", "--device", "cpu", "--max-parallel", "1", "--threads-per-run", "1", "--runs-per-seed",
+                       "_build/sweeps/quick/claims/mnist-runs", "--out", "_build/sweeps/quick/claims/03"]
+    assert [str(j) for j in seeds.jobs({"01_lowdim_remapping": 2, "05_boundary": 1})] == ["01 seed 0", "01 seed 1",
+                                                                                          "05 seed 0"]
