@@ -386,8 +386,9 @@ def judge_boundary(m: dict, seeds=()) -> tuple:
     return (ours, _conv_text(rec), *_capped(side(lo, hi), len(vals), SEEDS_SIDE))
 
 
-def _two_stage_tests(m: dict, strict: bool = True) -> list:
-    """[(label, two_stages result)] of the students of a chapter-04 result that have a DM-loss curve."""
+def _two_stage_tests(m: dict, strict: bool = True, seed=None) -> list:
+    """[(label, two_stages result)] of the students of a chapter-04 result that have a DM-loss curve; a label names
+    the snapshot, the training seed (when given) and whether the student failed its convergence gates."""
     out = []
     try:
         for i, s in enumerate(_students(m)):
@@ -395,7 +396,10 @@ def _two_stage_tests(m: dict, strict: bool = True) -> list:
                 ts = _get(m, "students", i, "two_stages")
                 if not isinstance(ts, dict) or ts.get("shape") not in stats.SHAPES:
                     raise ResultError(f"result key `students.{i}.two_stages` holds no test")
-                out.append((f"{s.get('teacher_kimg', i):g} {m.get('teacher_unit', 'kimg')}", ts))
+                notes = ([f"seed {seed}"] if seed is not None else []) + (
+                    ["not converged"] if _at(s, ("delta_e", "converged")) is False else [])
+                out.append((f"{s.get('teacher_kimg', i):g} {m.get('teacher_unit', 'kimg')}"
+                            + (f" ({', '.join(notes)})" if notes else ""), ts))
     except ResultError:
         if strict:
             raise
@@ -410,7 +414,7 @@ def judge_two_stages(m: dict, seeds=()) -> tuple:
     the number of students: its loss did not come down); else inconclusive. Judged on every student, converged or
     not: the claim is about the course of training."""
     tests = _two_stage_tests(m)
-    per_seed = [t for t in (_two_stage_tests(r.metrics, strict=False) for r in seeds or ()) if t]
+    per_seed = [t for t in (_two_stage_tests(r.metrics, strict=False, seed=r.seed) for r in seeds or ()) if t]
     use_seeds = len(per_seed) >= SEEDS_SIDE
     judged = [(lab, ts) for t in (per_seed if use_seeds else [tests]) for lab, ts in t]
     n_conv = sum(1 for i, s in enumerate(_students(m)) if isinstance(s, dict) and "delta_e" in s

@@ -256,10 +256,15 @@ CASES = [
     # claim 7: the two stages
     ("two-stages", ch04(), _s04((1.0, 0.4, 0.2, 0.03)), R, "training seeds (3 seeds)", "12 of 12 students rise, then fall"),
     ("two-stages", ch04(), _s04((1.0, 0.4, 0.2, 0.03), curves=("both", "climbs", "both", "both")), C,
-     "training seeds (3 seeds)", "late window above the peak: 32 kimg"),
+     "training seeds (3 seeds)", "late window above the peak: 32 kimg (seed 0), 32 kimg (seed 1), 32 kimg (seed 2)"),
+    ("two-stages", ch04(), _s04((1.0, 0.4, 0.2, 0.03), conv=(True, False, True, True),
+                                curves=("both", "climbs", "both", "both")), C,      # judged converged or not, named
+     "training seeds (3 seeds)", "late window above the peak: 32 kimg (seed 0, not converged)"),
+    ("two-stages", ch04(conv=(True, False, True, True), curves=("both", "climbs", "both", "both")), (), C,
+     "evaluation seeds only", "late window above the peak: 32 kimg (not converged)"),
     ("two-stages", ch04(curves=("both", "climbs", "both", "both")), (), C, "evaluation seeds only", ""),
     ("two-stages", ch04(), _s04((1.0, 0.4, 0.2, 0.03), curves=("both", "plateau", "both", "both")), I,
-     "training seeds (3 seeds)", "rises only: 32 kimg"),
+     "training seeds (3 seeds)", "rises only: 32 kimg (seed 0)"),
     ("two-stages", ch04(), (), I, "within the run: reproduced", "4 of 4 students rise, then fall (quick)"),
     ("two-stages", ch04(conv=(False,) * 4), (), I, "", "not needed (0 of 4 converged)"),
     ("two-stages", ch04(curves=("short",) * 4), (), NR, "", "every DM-loss curve too short"),
