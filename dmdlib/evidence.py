@@ -157,7 +157,9 @@ CLAIMS_OF = {"01_lowdim_remapping": "claim 1: the chessboard remaps", "02_mnist_
              "04_teacher_convergence": "claims 5 and 7: longer-trained teachers are copied more; two stages",
              "05_boundary": "claim 6: boundary points are copied more",
              "06_where_copying_begins": "claim 9: remapping at low, copying at high intrinsic dimension",
-             "07_conditioning": "claim 8: conditioning strengthens copying"}
+             "07_conditioning": "claim 8: conditioning strengthens copying",
+             "09_exact_teacher": "claims 10-12: copying grows with structure and ambient dimension and with teacher "
+                                 "resolution (exact teachers)"}
 """The claims (numbered as on the landing page) that each chapter's seed sweep serves."""
 
 
@@ -215,6 +217,18 @@ def seed_values(stem: str, m: dict) -> dict:
         out = {}
         for p in g("intrinsic") or []:
             out.update({f"k = {p.get('intrinsic_dim')} {k}": v for k, v in _student_values("", p).items()})
+        return out
+    if stem == "09_exact_teacher":
+        from . import exact_sweeps
+
+        out = {}
+        for sweep, key, sym in (("structure", "structure_dim", "k"), ("ambient", "ambient_dim", "d")):
+            pts = sorted((p for p in g(sweep) or [] if isinstance(p, dict) and key in p), key=lambda p: p[key])
+            for p in pts:
+                ix = exact_sweeps.point_index(p) if exact_sweeps.is_result(p) else None
+                out[f"{sym} = {p[key]:g} index"] = None if ix is None else ix["value"]
+            out[f"{sweep} verdict"] = g("verdicts", key, "verdict")
+        out["resolution verdict"] = g("verdicts", "resolution", "verdict")
         return out
     if stem == "07_conditioning":
         out = {}

@@ -76,6 +76,30 @@ def test_seed_table_of_chapter_02_and_old_runs():
     assert "no seed run" in evidence.seed_table_markdown("99_x", old)
 
 
+def test_seed_table_of_chapter_09_reads_each_points_copying_index_and_the_runs_verdicts():
+    def point(k, agree, conv=True, spread_ok=True):
+        lv = lambda v: {"value": v, "ci_low": v - 0.01, "ci_high": v + 0.01}  # noqa: E731
+        return {"structure_dim": k, "converged": conv, "spread": {"ok": spread_ok},
+                "measures": {"agreement": {"student": lv(agree), "chance": lv(0.1), "second": lv(0.9)}}}
+
+    def run(s):
+        return {"structure": [point(8, 0.5 + 0.1 * s), point(2, 0.3, conv=False)],
+                "ambient": [{**point(4, 0.5, spread_ok=False), "ambient_dim": 4}],
+                "verdicts": {"structure_dim": {"verdict": "inconclusive"}, "ambient_dim": {"verdict": "not run at "
+                             "this scale"}, "resolution": {"verdict": "reproduced" if s else "inconclusive"}}}
+
+    runs = [evidence.SeedRun(s, run(s)) for s in range(3)]
+    t = evidence.seed_table("09_exact_teacher", runs)
+    assert t["columns"] == ["k = 2 index", "k = 8 index", "structure verdict", "d = 4 index", "ambient verdict",
+                            "resolution verdict"]
+    assert t["rows"][1]["k = 8 index"] == pytest.approx(0.625)         # (0.6 - 0.1) / (0.9 - 0.1)
+    assert t["rows"][0]["k = 2 index"] is None and t["rows"][0]["d = 4 index"] is None   # not results: no index
+    assert t["summary"]["k = 8 index"]["value"] == pytest.approx(0.625) and t["summary"]["k = 2 index"] is None
+    assert t["summary"]["resolution verdict"] == "1 inconclusive, 2 reproduced"
+    assert "09" in " ".join(evidence.CLAIMS_OF) and "no seed run" not in evidence.seed_table_markdown(
+        "09_exact_teacher", runs)
+
+
 def test_level_text():
     assert evidence.level_text(5, 5) == "training seeds (5 seeds)"
     assert evidence.level_text(0, 3) == "evaluation seeds only (no seed runs; 3 needed)"
