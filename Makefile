@@ -49,8 +49,8 @@ results: $(STAMP)
 
 # the seed sweeps the claims table needs (scripts/seeds.py reads the plan from scripts/claims.py: notebooks 01 and
 # 02 for 5 training seeds, 03-07 and 09 for 3), each seed through `python -m dmdlib sweep` (runs and checkpoints in
-# _build/sweeps/<preset>/claims/), one queue for all notebooks, side by side with one thread each on a CPU; the summaries and each run's
-# metrics.json are published to results/<preset>/seeds/<notebook>/. The plan and its estimated CPU time are printed
+# _build/sweeps/<preset>/claims/), one queue for all notebooks, side by side with one thread each on a CPU; the
+# summaries and each run's metrics.json are published to results/<preset>/seeds/<notebook>/. The plan and its estimated CPU time are printed
 # first; `make seeds-plan` prints them only. ONLY="01 02" restricts it to some notebooks.
 ONLY ?=
 ONLY_FLAG := $(if $(strip $(ONLY)),--only $(ONLY))

@@ -127,10 +127,9 @@ def jobs(the_plan: dict) -> list:
 def ready(pending: list, running) -> list:
     """The jobs of ``pending`` that may start now, in queue order (``running``: the jobs under way).
 
-    A job of an MNIST chapter (02-05, which share ``runs_dir = .../seed-<s>``) waits until every MNIST job of the
-    same seed earlier in the queue has finished, and while another of that seed runs: one seed's folder is
-    written by one job at a time, and 02 trains the teachers and the student that 03-05 reload. Other jobs are
-    always ready.
+    A job of an MNIST chapter (02-05, which share ``runs_dir = .../seed-<s>``) waits while another MNIST job of
+    its seed runs or comes before it in the queue (notebook order): one seed's folder is written by one job at a
+    time, and 02 trains the teachers and the student that 03-05 reload. Other jobs are always ready.
     """
     busy = {j.seed for j in running if j.stem in MNIST_CHAPTERS}
     out = []
@@ -138,11 +137,7 @@ def ready(pending: list, running) -> list:
         if j.stem in MNIST_CHAPTERS:
             if j.seed in busy:
                 continue
-            earlier = [p for p in pending if p.stem in MNIST_CHAPTERS and p.seed == j.seed and p != j
-                       and MNIST_CHAPTERS.index(p.stem) < MNIST_CHAPTERS.index(j.stem)]
-            if earlier:
-                continue
-            busy.add(j.seed)      # at most one job of a seed's folder is started in one round
+            busy.add(j.seed)      # the later MNIST jobs of this seed wait for this one
         out.append(j)
     return out
 
