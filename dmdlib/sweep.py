@@ -9,7 +9,8 @@ papermill into its own folder, with the parameters ``preset``, ``device``,
 most ``max_parallel`` at a time), ``submitit.SlurmExecutor`` submits them to
 Slurm. The folder ``DIR`` holds::
 
-    sweep.json    the notebook, preset and device (a rerun with others is refused)
+    sweep.json    the notebook, preset and device (a rerun with others is refused; with the local executor
+                  'auto' is recorded as the device it resolves to here, so 'auto' and 'cpu' resume each other)
     <run>/        one run ("seed-0", "seed-0_teacher_kimg-64", ...): the executed notebook, its metrics.json,
                   its training runs, and done.json once the notebook has run to the end
     logs/         submitit's job files and logs (<job id>_0_log.out / .err)
@@ -349,7 +350,7 @@ def check_sweep_dir(out, record: dict) -> None:
         diff = [k for k in sorted(set(old) | set(record)) if old.get(k) != record.get(k)]
         if diff:
             raise ValueError(f"{out} holds a sweep with other settings ({', '.join(f'{k}: {old.get(k)!r}' for k in diff)}"
-                             f"); choose another --out or delete the folder")
+                             f"); rerun with its settings to resume it, or choose another --out")
     else:
         write_json(path, record)
 
@@ -377,6 +378,10 @@ def sweep(notebook, preset: str, seeds, out, grid: Optional[dict] = None, device
     nb = find_notebook(str(notebook))
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if device == "auto" and executor == "local":  # the runs execute on this machine: record the device they get
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     check_sweep_dir(out, {"notebook": nb.name, "preset": preset, "device": device,
                           **({"threads": threads} if threads else {})})
     runs = plan(seeds, grid)

@@ -158,6 +158,26 @@ def test_failed_runs_are_listed_and_a_rerun_skips_finished_ones(tmp_path, monkey
         sw.sweep("01", "quick", [0], tmp_path, **kw)
 
 
+def test_auto_device_resumes_a_sweep_made_with_the_device_it_resolves_to(tmp_path, monkeypatch):
+    """The local executor runs on this machine, so device 'auto' is recorded (sweep.json, each run's parameters) as
+    the device it resolves to: a sweep started with --device cpu resumes under 'auto' on a CPU machine, finished
+    runs are skipped; a device it does not resolve to is still refused."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT)]))
+    seen = []
+    kw = dict(executor="local", max_parallel=1, poll_s=0.1, fn=sweep_jobs.fake_notebook, echo=seen.append,
+              timeout_min=5, gpus_per_node=0)
+    assert sw.sweep("01", "smoke", [0], tmp_path, device="cpu", **kw).failed == []
+    res = sw.sweep("01", "smoke", [0, 2], tmp_path, device="auto", **kw)
+    assert [r.name for r in res.skipped] == ["seed-0"] and [o.run.name for o in res.outcomes] == ["seed-2"]
+    assert json.loads((tmp_path / "sweep.json").read_text())["device"] == "cpu"
+    assert json.loads((tmp_path / "seed-2" / "done.json").read_text())["parameters"]["device"] == "cpu"
+    with pytest.raises(ValueError, match="holds a sweep with other settings .*device: 'cpu'.*rerun with its settings"):
+        sw.sweep("01", "smoke", [0], tmp_path, device="cuda", **kw)
+
+
 def test_threads_per_run_reach_the_jobs(tmp_path, monkeypatch):
     """--threads-per-run: each job of the local executor runs with OMP_NUM_THREADS set; sweep.json records it."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT)]))
