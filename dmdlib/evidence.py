@@ -132,12 +132,16 @@ def seed_reading(students: list, level: float = 0.95) -> dict:
             "n_seeds": len(students)}
 
 
-def level_text(n_seeds: int, needed: int, what: str = "seeds") -> str:
+def level_text(n_seeds: int, needed: int, what: str = "seeds", found: int = 0) -> str:
     """Which evidence a verdict used: 'training seeds (5 seeds)', or 'evaluation seeds only (2 training seeds;
-    5 needed)' ('no seed runs' for 0)."""
+    5 needed)' ('no seed runs' for 0). ``found``: the seed runs there are, when some of them are not usable
+    (unconverged, no reading): 'evaluation seeds only (4 usable of 5 seed runs; 5 needed)'."""
     if n_seeds >= needed:
         return f"training seeds ({n_seeds} {what})"
-    have = "no seed runs" if n_seeds == 0 else f"{n_seeds} training seed{'' if n_seeds == 1 else 's'}"
+    if found > n_seeds:
+        have = f"{n_seeds} usable of {found} seed runs"
+    else:
+        have = "no seed runs" if n_seeds == 0 else f"{n_seeds} training seed{'' if n_seeds == 1 else 's'}"
     return f"evaluation seeds only ({have}; {needed} needed)"
 
 

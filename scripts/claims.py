@@ -120,9 +120,10 @@ def _ours(rec: dict, preset: str) -> str:
     return f"{interval_text(rec)} ({preset}, N = {rec['n']:g}, R = {rec['r']:g})"
 
 
-def _capped(verdict: str, n_seeds: int, need: int) -> tuple:
-    """(verdict, evidence) of a rule judged on evaluation seeds only: at most inconclusive, with the reason."""
-    level = evidence.level_text(n_seeds, need)
+def _capped(verdict: str, n_seeds: int, need: int, found: int = 0) -> tuple:
+    """(verdict, evidence) of a rule judged on evaluation seeds only: at most inconclusive, with the reason
+    (``found``: the seed runs there are, usable or not)."""
+    level = evidence.level_text(n_seeds, need, found=found)
     if verdict in (REPRODUCED, CONTRADICTED):
         return INCONCLUSIVE, f"{level}; within the run: {verdict}"
     return verdict, level
@@ -211,8 +212,8 @@ def _judge_pairing(m: dict, path: tuple, want: str, seeds, need: int, label: str
             evidence.level_text(len(students), need)
     conv, word, rec = within
     if not conv:
-        return ours, _conv_text(rec), NOT_RUN, evidence.level_text(len(students), need)
-    return (ours, _conv_text(rec), *_capped(_mirror(word, want), len(students), need))
+        return ours, _conv_text(rec), NOT_RUN, evidence.level_text(len(students), need, found=n_found)
+    return (ours, _conv_text(rec), *_capped(_mirror(word, want), len(students), need, n_found))
 
 
 def judge_remapping(m: dict, seeds=()) -> tuple:
@@ -535,6 +536,10 @@ def judge_intrinsic(m: dict, seeds=()) -> tuple:
     if n_seeds >= 2:
         readings = {k: evidence.seed_reading(v) for k, v in ends.items()}
         ours += "; over training seeds: " + "; ".join(f"k = {k:g} {_seed_text(sr)}" for k, sr in readings.items())
+    elif per_seed:
+        ours += f"; over {len(per_seed)} seed runs: " + "; ".join(
+            f"k = {k:g} is a result in {len(v)}" for k, v in ends.items())
+    found = len(per_seed)
     judge = lambda lo, hi: (REPRODUCED if lo == "remaps" and hi == "copies" else  # noqa: E731
                             CONTRADICTED if lo == "copies" or hi == "remaps" else INCONCLUSIVE)
     if n_seeds >= SEEDS_SIDE:
@@ -542,9 +547,9 @@ def judge_intrinsic(m: dict, seeds=()) -> tuple:
             evidence.level_text(n_seeds, SEEDS_SIDE)
     n_conv = sum(p is not None for p in points.values())
     if points[ks[0]] is None or points[ks[-1]] is None:
-        return ours, f"{n_conv} of {len(ks)}", NOT_RUN, evidence.level_text(n_seeds, SEEDS_SIDE)
+        return ours, f"{n_conv} of {len(ks)}", NOT_RUN, evidence.level_text(n_seeds, SEEDS_SIDE, found=found)
     verdict = judge(points[ks[0]]["reading"]["reading"], points[ks[-1]]["reading"]["reading"])
-    return (ours, f"{n_conv} of {len(ks)}", *_capped(verdict, n_seeds, SEEDS_SIDE))
+    return (ours, f"{n_conv} of {len(ks)}", *_capped(verdict, n_seeds, SEEDS_SIDE, found))
 
 
 # ----------------------------------------------------------------------------- the claims

@@ -104,6 +104,10 @@ def test_level_text():
     assert evidence.level_text(5, 5) == "training seeds (5 seeds)"
     assert evidence.level_text(0, 3) == "evaluation seeds only (no seed runs; 3 needed)"
     assert evidence.level_text(1, 3, "teachers") == "evaluation seeds only (1 training seed; 3 needed)"
+    # seed runs that exist but cannot be used (unconverged) are counted as such, never as "no seed runs"
+    assert evidence.level_text(4, 5, found=5) == "evaluation seeds only (4 usable of 5 seed runs; 5 needed)"
+    assert evidence.level_text(0, 3, found=3) == "evaluation seeds only (0 usable of 3 seed runs; 3 needed)"
+    assert evidence.level_text(3, 3, found=5) == "training seeds (3 seeds)"
 
 
 # ----------------------------------------------------------------------------- the plan of `make seeds`
