@@ -9,8 +9,8 @@ papermill into its own folder, with the parameters ``preset``, ``device``,
 most ``max_parallel`` at a time), ``submitit.SlurmExecutor`` submits them to
 Slurm. The folder ``DIR`` holds::
 
-    sweep.json    the notebook, preset and device (a rerun with others is refused; with the local executor
-                  'auto' is recorded as the device it resolves to here, so 'auto' and 'cpu' resume each other)
+    sweep.json    the notebook, preset and device (a rerun with others is refused; 'auto' compares as the device
+                  it is on this machine, and the local executor records it so, so 'auto' and 'cpu' resume each other)
     <run>/        one run ("seed-0", "seed-0_teacher_kimg-64", ...): the executed notebook, its metrics.json,
                   its training runs, and done.json once the notebook has run to the end
     logs/         submitit's job files and logs (<job id>_0_log.out / .err)
@@ -145,8 +145,22 @@ PUBLISHED = ("summary.csv", "sweep.json", "failed.csv")   # the sweep-level file
 PUBLISHED_RUN = ("metrics.json", DONE)                   # and per finished run
 
 
+def device_here(device):
+    """``device`` as runs on this machine get it: 'auto' is 'cuda' where a GPU is visible, else 'cpu'."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _comparable(params: dict) -> dict:
-    return json.loads(json.dumps({k: v for k, v in params.items() if k != "output_dir"}))
+    """Parameters as two runs are compared: without ``output_dir``, and 'auto' as the device it is here, so a
+    folder recorded with 'auto' (before the local executor resolved it) and one recorded with 'cpu' agree."""
+    out = {k: v for k, v in params.items() if k != "output_dir"}
+    if "device" in out:
+        out["device"] = device_here(out["device"])
+    return json.loads(json.dumps(out))
 
 
 def is_finished(run_dir, parameters: dict) -> bool:
@@ -346,8 +360,8 @@ def check_sweep_dir(out, record: dict) -> None:
     """Record what the sweep in ``out`` runs (``sweep.json``); refuse a folder holding another sweep."""
     path = Path(out) / "sweep.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        diff = [k for k in sorted(set(old) | set(record)) if old.get(k) != record.get(k)]
+        old, new = _comparable(json.loads(path.read_text())), _comparable(record)
+        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if diff:
             raise ValueError(f"{out} holds a sweep with other settings ({', '.join(f'{k}: {old.get(k)!r}' for k in diff)}"
                              f"); rerun with its settings to resume it, or choose another --out")
@@ -378,10 +392,8 @@ def sweep(notebook, preset: str, seeds, out, grid: Optional[dict] = None, device
     nb = find_notebook(str(notebook))
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if device == "auto" and executor == "local":  # the runs execute on this machine: record the device they get
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if executor == "local":  # the runs execute on this machine: record the device they get
+        device = device_here(device)
     check_sweep_dir(out, {"notebook": nb.name, "preset": preset, "device": device,
                           **({"threads": threads} if threads else {})})
     runs = plan(seeds, grid)

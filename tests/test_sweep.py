@@ -176,6 +176,14 @@ def test_auto_device_resumes_a_sweep_made_with_the_device_it_resolves_to(tmp_pat
     assert json.loads((tmp_path / "seed-2" / "done.json").read_text())["parameters"]["device"] == "cpu"
     with pytest.raises(ValueError, match="holds a sweep with other settings .*device: 'cpu'.*rerun with its settings"):
         sw.sweep("01", "smoke", [0], tmp_path, device="cuda", **kw)
+    # a folder recorded with 'auto' (sweep.json and done.json, as before the local executor resolved it) resumes
+    old = tmp_path / "old"
+    assert sw.sweep("01", "smoke", [0], old, device="cpu", **kw).failed == []
+    for f in (old / "sweep.json", old / "seed-0" / "done.json"):
+        f.write_text(f.read_text().replace('"device": "cpu"', '"device": "auto"'))
+    assert '"auto"' in (old / "seed-0" / "done.json").read_text()
+    res = sw.sweep("01", "smoke", [0], old, device="cpu", **kw)
+    assert [r.name for r in res.skipped] == ["seed-0"] and res.outcomes == []
 
 
 def test_threads_per_run_reach_the_jobs(tmp_path, monkeypatch):
