@@ -41,7 +41,7 @@ from typing import Callable, Optional
 from .presets import PRESET_NAMES
 from .across_seeds import RECORD_COLUMNS, headline_students, reading_cells, summary_columns, write_csv
 from .provenance import notebook_named
-from .runs import write_json
+from .runs import resolve_device, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -146,12 +146,8 @@ PUBLISHED_RUN = ("metrics.json", DONE)                   # and per finished run
 
 
 def device_here(device):
-    """``device`` as runs on this machine get it: 'auto' is 'cuda' where a GPU is visible, else 'cpu'."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """``device`` as runs on this machine get it: 'auto' as :func:`dmdlib.runs.resolve_device` resolves it."""
+    return str(resolve_device(device)) if device == "auto" else device
 
 
 def _comparable(params: dict) -> dict:
